@@ -1,0 +1,1 @@
+"""Accounts: users, their names, passwords and roles."""

@@ -1,0 +1,122 @@
+"""Password policy and hashing.
+
+Policy: RFC 8265 OpaqueString normalisation, applied the same way on set and on verify;
+8 to 256 characters after it (a documented cap, never a silent truncation); not one of the
+most common passwords; not the username.
+
+Hashing: argon2id through pwdlib. The `owasp` profile is OWASP's first recommended
+configuration (m=19 MiB, t=2, p=1); `test` is cheap and only for test suites. bcrypt hashes of
+imported users verify and are re-hashed to argon2id on the next login. Hashing runs in worker
+threads (argon2 releases the GIL) behind a limiter, so logins never block the event loop and
+a burst cannot start more hashes than there are cores.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+import anyio
+import bcrypt
+import precis_i18n
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from gatehouse.server.accounts.blocklist import COMMON_PASSWORDS
+from gatehouse.server.errors import WeakPasswordError
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+_OPAQUE = precis_i18n.get_profile("OpaqueString")
+
+HashProfile = Literal["owasp", "test"]
+# (memory KiB, iterations, lanes) per profile.
+ARGON2_PROFILES: dict[str, tuple[int, int, int]] = {
+    # OWASP Password Storage Cheat Sheet: argon2id, m=19456 KiB, t=2, p=1.
+    "owasp": (19456, 2, 1),
+    # Fast enough for thousands of logins in a test run; never for real users.
+    "test": (64, 1, 1),
+}
+
+
+def normalise_password(raw: str) -> str:
+    """Apply OpaqueString; the result is what gets hashed, on set and on verify alike.
+
+    Raises:
+        WeakPasswordError: the password has characters the profile disallows.
+    """
+    if len(raw) > PASSWORD_MAX_LENGTH * 4:
+        raise WeakPasswordError("Passwords have at most 256 characters.", field="password")
+    try:
+        return str(_OPAQUE.enforce(raw))
+    except UnicodeError as exc:
+        raise WeakPasswordError(
+            "Passwords may not contain control or unassigned characters.", field="password"
+        ) from exc
+
+
+def check_new_password(raw: str, *, username_canonical: str | None = None) -> str:
+    """Normalise a new password and apply the policy; return the normalised form.
+
+    Raises:
+        WeakPasswordError: too short, too long, too common, equal to the username, or
+            containing disallowed characters.
+    """
+    password = normalise_password(raw)
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise WeakPasswordError("Passwords have at least 8 characters.", field="password")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise WeakPasswordError("Passwords have at most 256 characters.", field="password")
+    folded = password.casefold()
+    if folded in COMMON_PASSWORDS:
+        raise WeakPasswordError("That password is too common.", field="password")
+    if username_canonical is not None and folded == username_canonical.casefold():
+        raise WeakPasswordError("The password may not be the username.", field="password")
+    return password
+
+
+class _LegacyBcryptHasher(BcryptHasher):
+    """Verifies imported bcrypt hashes as the systems that made them did.
+
+    bcrypt reads at most 72 bytes; the libraries that produced imported hashes dropped the
+    rest silently, and bcrypt 5 refuses longer input, so verification truncates likewise.
+    Gatehouse never creates bcrypt hashes: a match is re-hashed to argon2id at once.
+    """
+
+    def verify(self, password: str | bytes, hash: str | bytes) -> bool:
+        data = password.encode() if isinstance(password, str) else password
+        stored = hash.encode() if isinstance(hash, str) else hash
+        return bcrypt.checkpw(data[:72], stored)
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords off the event loop, with bounded concurrency."""
+
+    def __init__(self, profile: HashProfile = "owasp", *, concurrency: int = 1) -> None:
+        memory, iterations, lanes = ARGON2_PROFILES[profile]
+        argon2 = Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes)
+        self._hash = PasswordHash((argon2, _LegacyBcryptHasher()))
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        # Unknown users are checked against this hash so their timing matches known ones.
+        self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._limiter)
+
+    async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """Return `(matches, new_hash)`; `new_hash` is set when the stored hash is outdated."""
+        return await anyio.to_thread.run_sync(
+            self._verify_sync, password, password_hash, limiter=self._limiter
+        )
+
+    async def burn(self, password: str) -> None:
+        """Spend the time of one verification, for a user that does not exist."""
+        await self.verify(password, self._dummy_hash)
+
+    def _verify_sync(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        try:
+            return self._hash.verify_and_update(password, password_hash)
+        except ValueError:
+            # An unrecognised or corrupt stored hash matches nothing.
+            return False, None

@@ -1,0 +1,1 @@
+"""The `gatehouse` command line: parse arguments, call services, print."""

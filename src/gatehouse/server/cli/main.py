@@ -1,0 +1,246 @@
+"""`gatehouse`: serve, migrate, and manage users and signing keys.
+
+Commands build Settings from the environment, call services through the composition root,
+and print. A user-caused failure prints one line on stderr and exits 1; a configuration
+error names the variable and exits 2. No command ever prints a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from gatehouse.server.accounts.models import ADMIN_ROLE, USER_ROLE, UserChanges
+from gatehouse.server.config import Settings
+from gatehouse.server.errors import GatehouseError, NotFoundError
+from gatehouse.server.storage import migrate
+from gatehouse.server.tokens.service import KeyDecryptionError, is_retired
+from gatehouse.server.wiring import Services, build_services
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Gatehouse authentication server.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(p) for p in error["loc"]).upper()
+            variable = f"GATEHOUSE_{name}" if name else "configuration"
+            lines.append(f"  {variable}: {error['msg']}")
+        _fail("invalid configuration\n" + "\n".join(lines), code=2)
+
+
+def _run(work: Callable[[Services], Awaitable[T]]) -> T:
+    """Build services, run `work`, close; turn known failures into one-line errors."""
+
+    async def main() -> T:
+        services = build_services(load_settings())
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(main())
+    except KeyDecryptionError as exc:
+        _fail(str(exc), code=2)
+    except GatehouseError as exc:
+        _fail(exc.message)
+
+
+async def _prepare(services: Services, *, migrate_schema: bool) -> None:
+    if migrate_schema:
+        await migrate.upgrade(services.db)
+    elif not await migrate.is_current(services.db):
+        _fail(
+            "the database schema is not current; run `gatehouse db upgrade` "
+            "(or `gatehouse serve --migrate`)",
+            code=2,
+        )
+    await services.keys.ensure_signing_key()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    migrate_schema: Annotated[
+        bool | None,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Apply migrations first. Default: yes on SQLite, no on PostgreSQL.",
+        ),
+    ] = None,
+) -> None:
+    """Run the server (migrating the embedded SQLite database and creating keys first)."""
+    settings = load_settings()
+    do_migrate = settings.is_sqlite if migrate_schema is None else migrate_schema
+    _run(lambda services: _prepare(services, migrate_schema=do_migrate))
+    uvicorn.run(
+        "gatehouse.server.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    _run(lambda services: migrate.upgrade(services.db))
+    typer.echo("database is up to date")
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            _fail("no password on standard input")
+        return password
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+    role: Annotated[list[str] | None, typer.Option(help="Extra role; repeatable.")] = None,
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a user; the password is prompted for (or read from stdin), never an argument."""
+    password = _read_password(password_stdin)
+    roles = {USER_ROLE, *(role or [])} | ({ADMIN_ROLE} if admin else set())
+
+    async def work(services: Services) -> str:
+        user = await services.admin.create_user(
+            username, password, email=email, roles=frozenset(roles)
+        )
+        return f"created {user.username} ({user.id}) roles={','.join(sorted(user.roles))}"
+
+    typer.echo(_run(work))
+
+
+@users_app.command("list")
+def users_list(
+    prefix: Annotated[str | None, typer.Option(help="Username prefix.")] = None,
+    role: Annotated[str | None, typer.Option(help="Only users with this role.")] = None,
+) -> None:
+    """List users."""
+
+    async def work(services: Services) -> list[str]:
+        lines, cursor = [], None
+        while True:
+            page = await services.admin.list_users(
+                prefix=prefix, role=role, limit=200, cursor=cursor
+            )
+            for u in page.items:
+                state = "active" if u.is_active else "inactive"
+                lines.append(f"{u.id}  {u.username:<24} {state:<8} {','.join(sorted(u.roles))}")
+            if page.next_cursor is None:
+                return lines
+            cursor = page.next_cursor
+
+    for line in _run(work):
+        typer.echo(line)
+
+
+@users_app.command("set-roles")
+def users_set_roles(username: str, roles: list[str]) -> None:
+    """Replace a user's roles (give every role the user should have)."""
+
+    async def work(services: Services) -> str:
+        user = await services.accounts.find_by_username(username)
+        if user is None:
+            raise NotFoundError("No such user.")
+        updated = await services.admin.update_user(
+            None, user.id, UserChanges(roles=frozenset(roles))
+        )
+        return f"{updated.username}: roles={','.join(sorted(updated.roles))}"
+
+    typer.echo(_run(work))
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: str) -> None:
+    """Deactivate a user and end all their sessions."""
+
+    async def work(services: Services) -> str:
+        user = await services.accounts.find_by_username(username)
+        if user is None:
+            raise NotFoundError("No such user.")
+        await services.admin.update_user(None, user.id, UserChanges(is_active=False))
+        return f"{user.username}: deactivated, sessions ended"
+
+    typer.echo(_run(work))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key; older keys verify until their last token has expired."""
+
+    async def work(services: Services) -> str:
+        key = await services.keys.rotate()
+        return f"new signing key {key.kid}"
+
+    typer.echo(_run(work))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List signing keys with their state."""
+
+    async def work(services: Services) -> list[str]:
+        now = services.clock.now()
+        lines = []
+        keys = await services.keys.list_keys()
+        signing = next((k for k in keys if k.retires_at is None), None)
+        for key in keys:
+            if is_retired(key, now):
+                state = "retired"
+            elif key is signing:
+                state = "signing"
+            elif key.retires_at is None:
+                state = "verifying"
+            else:
+                state = f"verifying until {key.retires_at.isoformat(timespec='seconds')}"
+            created = key.created_at.isoformat(timespec="seconds")
+            lines.append(f"{key.kid}  {key.algorithm}  {created}  {state}")
+        return lines
+
+    for line in _run(work):
+        typer.echo(line)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,120 @@
+"""The server's one error tree. It imports nothing of ours and knows nothing of HTTP.
+
+Every error carries a stable snake_case `code` that clients may branch on, and a message
+that is safe to show: it never contains a submitted value or a secret.
+
+    GatehouseError
+    ├── InvalidInputError            invalid_input
+    │   ├── InvalidUsernameError     invalid_username
+    │   ├── WeakPasswordError        weak_password
+    │   ├── InvalidRoleError         invalid_role
+    │   └── UnsupportedGrantTypeError  unsupported_grant_type (RFC 6749 s5.2)
+    ├── AuthenticationError          (401)
+    │   ├── InvalidCredentialsError  invalid_credentials
+    │   ├── NotAuthenticatedError    not_authenticated
+    │   └── InvalidAccessTokenError  invalid_token
+    ├── InvalidGrantError            invalid_grant (a refresh token or grant that fails)
+    ├── PermissionDeniedError        insufficient_scope
+    ├── NotFoundError                not_found
+    ├── ConflictError                conflict
+    │   ├── UsernameTakenError       username_taken
+    │   └── SelfLockoutError         self_lockout
+    └── StorageUnavailableError      storage_unavailable
+"""
+
+
+class GatehouseError(Exception):
+    """Root of every error a caller of the server can cause or meet."""
+
+    code = "error"
+    default_message = "The request failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInputError(GatehouseError):
+    code = "invalid_input"
+    default_message = "The input is invalid."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidUsernameError(InvalidInputError):
+    code = "invalid_username"
+    default_message = "The username is not allowed."
+
+
+class WeakPasswordError(InvalidInputError):
+    code = "weak_password"
+    default_message = "The password is not allowed."
+
+
+class InvalidRoleError(InvalidInputError):
+    code = "invalid_role"
+    default_message = "A role name is not allowed."
+
+
+class UnsupportedGrantTypeError(InvalidInputError):
+    code = "unsupported_grant_type"
+    default_message = "The grant type is not supported."
+
+
+class AuthenticationError(GatehouseError):
+    code = "authentication_failed"
+    default_message = "Authentication failed."
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """Unknown user, wrong password and inactive user: deliberately one error."""
+
+    code = "invalid_credentials"
+    default_message = "The username or password is incorrect."
+
+
+class NotAuthenticatedError(AuthenticationError):
+    code = "not_authenticated"
+    default_message = "This request needs a bearer access token."
+
+
+class InvalidAccessTokenError(AuthenticationError):
+    code = "invalid_token"
+    default_message = "The access token is invalid, expired or revoked."
+
+
+class InvalidGrantError(GatehouseError):
+    code = "invalid_grant"
+    default_message = "The grant is invalid, expired or revoked."
+
+
+class PermissionDeniedError(GatehouseError):
+    code = "insufficient_scope"
+    default_message = "The caller lacks the role this request needs."
+
+
+class NotFoundError(GatehouseError):
+    code = "not_found"
+    default_message = "No such resource."
+
+
+class ConflictError(GatehouseError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class UsernameTakenError(ConflictError):
+    code = "username_taken"
+    default_message = "That username is taken."
+
+
+class SelfLockoutError(ConflictError):
+    code = "self_lockout"
+    default_message = "An admin cannot deactivate, delete or demote their own account."
+
+
+class StorageUnavailableError(GatehouseError):
+    code = "storage_unavailable"
+    default_message = "The database is unavailable; try again later."

@@ -1,0 +1,60 @@
+"""/auth: register, log in, refresh, log out (JSON API for first-party programs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep, client_info
+from gatehouse.server.http.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPairOut,
+    UserOut,
+)
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def no_store(response: Response) -> None:
+    """RFC 6749 s5.1: responses that carry tokens must not be cached."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED)
+async def register(body: RegisterRequest, services: ServicesDep) -> UserOut:
+    """Create an account. A taken username answers 409 (this reveals that it exists)."""
+    user = await services.accounts.register(body.username, body.password, email=body.email)
+    return UserOut.of(user)
+
+
+@router.post("/login")
+async def login(
+    body: LoginRequest, request: Request, response: Response, services: ServicesDep
+) -> TokenPairOut:
+    """Check username and password; open a session for this device; return a token pair."""
+    user = await services.accounts.authenticate(body.username, body.password)
+    pair = await services.sessions.open(user, client_info(request, body.device_name))
+    no_store(response)
+    return TokenPairOut.of(pair)
+
+
+@router.post("/refresh")
+async def refresh(body: RefreshRequest, response: Response, services: ServicesDep) -> TokenPairOut:
+    """Trade a refresh token for a new pair. The old token stops working at once."""
+    pair = await services.sessions.refresh(body.refresh_token)
+    no_store(response)
+    return TokenPairOut.of(pair)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(principal: CurrentPrincipal, services: ServicesDep) -> None:
+    """End the session of this access token."""
+    await services.sessions.logout(principal)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(principal: CurrentPrincipal, services: ServicesDep) -> None:
+    """End every session of the caller, this one included."""
+    await services.sessions.logout_all(principal.user.id)

@@ -1,0 +1,133 @@
+"""Request and response bodies of the public API (pydantic models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.sessions.models import Session, TokenPair
+
+# Schema-level caps only bound the work; the services apply the real rules.
+Username = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+DeviceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RegisterRequest(BaseModel):
+    username: Username
+    password: Password
+    email: EmailStr | None = None
+
+
+class LoginRequest(BaseModel):
+    username: Username
+    password: Password
+    device_name: DeviceName | None = None
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class ChangePasswordRequest(BaseModel):
+    current_password: Password
+    new_password: Password
+
+
+class UpdateMeRequest(BaseModel):
+    """Fields to change; send `email: null` to remove the address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = None
+
+
+class AdminCreateUserRequest(BaseModel):
+    username: Username
+    password: Password
+    email: EmailStr | None = None
+    roles: Annotated[list[RoleName], Field(max_length=32)] = ["user"]
+
+
+class AdminUpdateUserRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roles: Annotated[list[RoleName], Field(max_length=32)] | None = None
+    is_active: bool | None = None
+    email: EmailStr | None = None
+
+
+class UserOut(BaseModel):
+    id: UUID
+    username: str
+    email: str | None
+    roles: list[str]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            roles=sorted(user.roles),
+            is_active=user.is_active,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+
+
+class UserPageOut(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+    session_id: UUID
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenPairOut:
+        return cls(
+            access_token=pair.access_token,
+            token_type=pair.token_type,
+            expires_in=pair.expires_in,
+            refresh_token=pair.refresh_token,
+            session_id=pair.session_id,
+        )
+
+
+class SessionOut(BaseModel):
+    id: UUID
+    device_name: str | None
+    ip_address: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool
+
+    @classmethod
+    def of(cls, session: Session, *, current_id: UUID) -> SessionOut:
+        return cls(
+            id=session.id,
+            device_name=session.device_name,
+            ip_address=session.ip_address,
+            user_agent=session.user_agent,
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            expires_at=min(session.expires_at, session.refresh_expires_at),
+            current=session.id == current_id,
+        )

@@ -1,0 +1,1 @@
+"""Sessions: one per login per device, with rotating refresh tokens and revocation."""

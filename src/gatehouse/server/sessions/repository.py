@@ -1,0 +1,52 @@
+"""What the session service needs from storage. `server/storage` implements it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.sessions.models import RefreshLookup, Session
+
+
+class SessionRepository(Protocol):
+    async def create(self, session: Session, refresh_digest: bytes) -> None: ...
+
+    async def find_by_refresh(self, digest: bytes) -> RefreshLookup | None:
+        """The session whose current or any earlier refresh token has this digest."""
+        ...
+
+    async def swap_refresh(
+        self,
+        session_id: UUID,
+        old_digest: bytes,
+        new_digest: bytes,
+        *,
+        now: datetime,
+        refresh_expires_at: datetime,
+    ) -> bool:
+        """Atomically replace the current refresh digest if it is still `old_digest`.
+
+        Returns False when another request rotated it first or the session was revoked;
+        exactly one of any number of concurrent swaps of one digest returns True.
+        """
+        ...
+
+    async def revoke(
+        self, session_id: UUID, *, now: datetime, reason: str, user_id: UUID | None = None
+    ) -> bool:
+        """Revoke a live session (of `user_id`, when given). False if none matched."""
+        ...
+
+    async def revoke_all(
+        self, user_id: UUID, *, now: datetime, reason: str, except_session: UUID | None = None
+    ) -> int: ...
+
+    async def list_active(self, user_id: UUID, *, now: datetime) -> list[Session]: ...
+
+    async def find_principal(
+        self, session_id: UUID, user_id: UUID, *, now: datetime
+    ) -> User | None:
+        """The active user of a live session, in one round trip; None if either is not."""
+        ...

@@ -1,0 +1,164 @@
+"""Session use cases: open on login, rotate refresh tokens, authenticate, revoke.
+
+Refresh tokens follow RFC 9700 s4.14.2: opaque, rotated on every use, and a rotated token
+presented again revokes its whole session. There is no grace window: a client that refreshes
+twice in parallel with one token loses the session, exactly as an attacker replaying it would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from uuid import UUID
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.clock import Clock
+from gatehouse.server.errors import (
+    InvalidAccessTokenError,
+    InvalidGrantError,
+    NotFoundError,
+)
+from gatehouse.server.secret import OpaqueTokens
+from gatehouse.server.sessions.models import ClientInfo, Principal, Session, TokenPair
+from gatehouse.server.sessions.repository import SessionRepository
+from gatehouse.server.tokens.issuer import AccessTokenIssuer
+from gatehouse.server.tokens.service import KeyService
+from gatehouse.verifier import AccessTokenVerifier, InvalidTokenError, unverified_key_id
+
+REFRESH_TOKEN_PREFIX = "ghr_"
+_MAX_REFRESH_TOKEN_LENGTH = 128
+
+
+class SessionService:
+    """Sessions and the tokens that stand for them."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionRepository,
+        issuer: AccessTokenIssuer,
+        verifier: AccessTokenVerifier,
+        keys: KeyService,
+        opaque: OpaqueTokens,
+        clock: Clock,
+        idle_ttl_seconds: float,
+        absolute_ttl_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._issuer = issuer
+        self._verifier = verifier
+        self._keys = keys
+        self._opaque = opaque
+        self._clock = clock
+        self._idle = idle_ttl_seconds
+        self._absolute = absolute_ttl_seconds
+
+    async def open(self, user: User, client: ClientInfo) -> TokenPair:
+        """Start a session for a freshly authenticated user and return its first pair."""
+        now = self._clock.now()
+        expires_at = now + timedelta(seconds=self._absolute)
+        refresh_token, digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
+        session = Session(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            device_name=client.device_name,
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+            created_at=now,
+            last_used_at=now,
+            expires_at=expires_at,
+            refresh_expires_at=min(now + timedelta(seconds=self._idle), expires_at),
+        )
+        await self._sessions.create(session, digest)
+        return await self._pair(user, session.id, refresh_token)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token: the old one dies, a new pair is returned.
+
+        Raises:
+            InvalidGrantError: unknown, expired, revoked or reused token, or inactive user.
+                Reuse also revokes the whole session.
+        """
+        if not refresh_token or len(refresh_token) > _MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidGrantError
+        old_digest = self._opaque.digest(refresh_token)
+        found = await self._sessions.find_by_refresh(old_digest)
+        now = self._clock.now()
+        if found is None:
+            raise InvalidGrantError
+        session = found.session
+        if not found.current:
+            # RFC 9700 s4.14.2: a rotated token presented again means two parties hold
+            # the session; revoke it so neither can continue.
+            await self._sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
+            raise InvalidGrantError
+        if (
+            session.revoked_at is not None
+            or session.refresh_expires_at <= now
+            or session.expires_at <= now
+            or not found.user.is_active
+        ):
+            raise InvalidGrantError
+
+        new_token, new_digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
+        refresh_expires_at = min(now + timedelta(seconds=self._idle), session.expires_at)
+        swapped = await self._sessions.swap_refresh(
+            session.id, old_digest, new_digest, now=now, refresh_expires_at=refresh_expires_at
+        )
+        if not swapped:
+            # Another request rotated this token between our read and our write: that is
+            # reuse too, and it ends the session.
+            await self._sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
+            raise InvalidGrantError
+        return await self._pair(found.user, session.id, new_token)
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """Check an access token and that its session and user are still live.
+
+        Raises:
+            InvalidAccessTokenError: bad token, ended session or inactive user.
+        """
+        try:
+            kid = unverified_key_id(access_token)
+            await self._keys.current()
+            await self._keys.reload_for_unknown_kid(kid)
+            claims = self._verifier.verify(access_token)
+            session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
+        except (InvalidTokenError, ValueError) as exc:
+            raise InvalidAccessTokenError from exc
+        user = await self._sessions.find_principal(session_id, user_id, now=self._clock.now())
+        if user is None:
+            raise InvalidAccessTokenError("The session of this access token has ended.")
+        return Principal(user=user, session_id=session_id, claims=claims)
+
+    async def list_active(self, user_id: UUID) -> list[Session]:
+        return await self._sessions.list_active(user_id, now=self._clock.now())
+
+    async def revoke(self, user_id: UUID, session_id: UUID) -> None:
+        """End one of the user's sessions.
+
+        Raises:
+            NotFoundError: no live session with that id belongs to the user.
+        """
+        revoked = await self._sessions.revoke(
+            session_id, now=self._clock.now(), reason="revoked_by_user", user_id=user_id
+        )
+        if not revoked:
+            raise NotFoundError("No such session.")
+
+    async def logout(self, principal: Principal) -> None:
+        await self._sessions.revoke(
+            principal.session_id, now=self._clock.now(), reason="logout", user_id=principal.user.id
+        )
+
+    async def logout_all(self, user_id: UUID) -> int:
+        return await self._sessions.revoke_all(user_id, now=self._clock.now(), reason="logout_all")
+
+    async def _pair(self, user: User, session_id: UUID, refresh_token: str) -> TokenPair:
+        access = await self._issuer.issue(subject=user.id, session_id=session_id, roles=user.roles)
+        return TokenPair(
+            access_token=access,
+            expires_in=self._issuer.ttl_seconds,
+            refresh_token=refresh_token,
+            session_id=session_id,
+        )

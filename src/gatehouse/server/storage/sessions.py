@@ -1,0 +1,192 @@
+"""The session repository on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.sessions.models import RefreshLookup, Session
+from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.tables import refresh_token_history, sessions, user_roles, users
+from gatehouse.server.storage.users import USER_COLUMNS, revoke_user_sessions, users_from_rows
+
+_SESSION_COLUMNS = (
+    sessions.c.id.label("s_id"),
+    sessions.c.user_id.label("s_user_id"),
+    sessions.c.device_name,
+    sessions.c.ip_address,
+    sessions.c.user_agent,
+    sessions.c.created_at.label("s_created_at"),
+    sessions.c.last_used_at,
+    sessions.c.expires_at,
+    sessions.c.refresh_expires_at,
+    sessions.c.revoked_at,
+)
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=row.s_id,
+        user_id=row.s_user_id,
+        device_name=row.device_name,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        created_at=row.s_created_at,
+        last_used_at=row.last_used_at,
+        expires_at=row.expires_at,
+        refresh_expires_at=row.refresh_expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _session_with_user() -> sa.Select[Any]:
+    return (
+        sa.select(*_SESSION_COLUMNS, *USER_COLUMNS, user_roles.c.role)
+        .select_from(sessions)
+        .join(users, users.c.id == sessions.c.user_id)
+        .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    )
+
+
+class SqlSessionRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # The hot path of every protected request: built once, compiled once.
+        self._principal_query = (
+            sa.select(*USER_COLUMNS, user_roles.c.role)
+            .select_from(sessions)
+            .join(users, users.c.id == sessions.c.user_id)
+            .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+            .where(
+                sessions.c.id == sa.bindparam("sid"),
+                sessions.c.user_id == sa.bindparam("uid"),
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > sa.bindparam("now", type_=sessions.c.expires_at.type),
+                users.c.is_active.is_(True),
+            )
+        )
+
+    async def create(self, session: Session, refresh_digest: bytes) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                sa.insert(sessions).values(
+                    id=session.id,
+                    user_id=session.user_id,
+                    device_name=session.device_name,
+                    ip_address=session.ip_address,
+                    user_agent=session.user_agent,
+                    created_at=session.created_at,
+                    last_used_at=session.last_used_at,
+                    expires_at=session.expires_at,
+                    refresh_expires_at=session.refresh_expires_at,
+                    refresh_digest=refresh_digest,
+                )
+            )
+
+    async def find_by_refresh(self, digest: bytes) -> RefreshLookup | None:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(_session_with_user().where(sessions.c.refresh_digest == digest))
+            ).all()
+            current = bool(rows)
+            if not rows:
+                rows = (
+                    await conn.execute(
+                        _session_with_user()
+                        .join(
+                            refresh_token_history,
+                            refresh_token_history.c.session_id == sessions.c.id,
+                        )
+                        .where(refresh_token_history.c.digest == digest)
+                    )
+                ).all()
+        if not rows:
+            return None
+        return RefreshLookup(
+            session=_session(rows[0]), user=users_from_rows(rows)[0], current=current
+        )
+
+    async def swap_refresh(
+        self,
+        session_id: UUID,
+        old_digest: bytes,
+        new_digest: bytes,
+        *,
+        now: datetime,
+        refresh_expires_at: datetime,
+    ) -> bool:
+        async with self._db.write() as conn:
+            # Compare-and-swap: on PostgreSQL a concurrent UPDATE of the row waits, then
+            # re-checks the WHERE and matches nothing; SQLite serialises writers outright.
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(
+                    sessions.c.id == session_id,
+                    sessions.c.refresh_digest == old_digest,
+                    sessions.c.revoked_at.is_(None),
+                )
+                .values(
+                    refresh_digest=new_digest,
+                    last_used_at=now,
+                    refresh_expires_at=refresh_expires_at,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(
+                sa.insert(refresh_token_history).values(
+                    digest=old_digest, session_id=session_id, rotated_at=now
+                )
+            )
+            return True
+
+    async def revoke(
+        self, session_id: UUID, *, now: datetime, reason: str, user_id: UUID | None = None
+    ) -> bool:
+        stmt = (
+            sa.update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        if user_id is not None:
+            stmt = stmt.where(sessions.c.user_id == user_id)
+        async with self._db.write() as conn:
+            result = await conn.execute(stmt)
+            return bool(result.rowcount)
+
+    async def revoke_all(
+        self, user_id: UUID, *, now: datetime, reason: str, except_session: UUID | None = None
+    ) -> int:
+        async with self._db.write() as conn:
+            return await revoke_user_sessions(conn, user_id, now, reason, except_session)
+
+    async def list_active(self, user_id: UUID, *, now: datetime) -> list[Session]:
+        stmt = (
+            sa.select(*_SESSION_COLUMNS)
+            .where(
+                sessions.c.user_id == user_id,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > now,
+                sessions.c.refresh_expires_at > now,
+            )
+            .order_by(sessions.c.created_at.desc())
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_session(row) for row in rows]
+
+    async def find_principal(
+        self, session_id: UUID, user_id: UUID, *, now: datetime
+    ) -> User | None:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    self._principal_query, {"sid": session_id, "uid": user_id, "now": now}
+                )
+            ).all()
+        found = users_from_rows(rows)
+        return found[0] if found else None

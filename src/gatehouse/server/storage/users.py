@@ -1,0 +1,210 @@
+"""The user repository on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gatehouse.server.accounts.models import NewUser, User, UserChanges, UserCredentials
+from gatehouse.server.errors import UsernameTakenError
+from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.tables import sessions, user_roles, users
+
+USER_COLUMNS = (
+    users.c.id,
+    users.c.username,
+    users.c.username_canonical,
+    users.c.email,
+    users.c.is_active,
+    users.c.created_at,
+    users.c.updated_at,
+)
+
+
+def users_from_rows(rows: Iterable[Any]) -> list[User]:
+    """Fold rows of (user columns..., role) from a LEFT JOIN on user_roles into users."""
+    order: list[UUID] = []
+    fields: dict[UUID, Any] = {}
+    roles: dict[UUID, set[str]] = {}
+    for row in rows:
+        if row.id not in fields:
+            order.append(row.id)
+            fields[row.id] = row
+            roles[row.id] = set()
+        if row.role is not None:
+            roles[row.id].add(row.role)
+    return [_user(fields[uid], roles[uid]) for uid in order]
+
+
+def _user(row: Any, roles: set[str]) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        username_canonical=row.username_canonical,
+        email=row.email,
+        roles=frozenset(roles),
+        is_active=row.is_active,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _with_roles(*extra: Any) -> sa.Select[Any]:
+    return sa.select(*USER_COLUMNS, *extra, user_roles.c.role).outerjoin(
+        user_roles, user_roles.c.user_id == users.c.id
+    )
+
+
+async def revoke_user_sessions(
+    conn: AsyncConnection, user_id: UUID, now: datetime, reason: str, except_session: UUID | None
+) -> int:
+    stmt = (
+        sa.update(sessions)
+        .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    if except_session is not None:
+        stmt = stmt.where(sessions.c.id != except_session)
+    result = await conn.execute(stmt)
+    return int(result.rowcount)
+
+
+class SqlUserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, new: NewUser) -> User:
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(
+                    sa.insert(users).values(
+                        id=new.id,
+                        username=new.username,
+                        username_canonical=new.username_canonical,
+                        email=new.email,
+                        password_hash=new.password_hash,
+                        is_active=True,
+                        created_at=new.created_at,
+                        updated_at=new.created_at,
+                    )
+                )
+                await _insert_roles(conn, new.id, new.roles)
+        except IntegrityError as exc:
+            raise UsernameTakenError from exc
+        return User(
+            id=new.id,
+            username=new.username,
+            username_canonical=new.username_canonical,
+            email=new.email,
+            roles=new.roles,
+            is_active=True,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+        )
+
+    async def find(self, user_id: UUID) -> User | None:
+        async with self._db.read() as conn:
+            return await _find(conn, user_id)
+
+    async def find_credentials(self, username_canonical: str) -> UserCredentials | None:
+        return await self._credentials(users.c.username_canonical == username_canonical)
+
+    async def find_credentials_by_id(self, user_id: UUID) -> UserCredentials | None:
+        return await self._credentials(users.c.id == user_id)
+
+    async def _credentials(self, where: sa.ColumnElement[bool]) -> UserCredentials | None:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(_with_roles(users.c.password_hash).where(where))).all()
+        found = users_from_rows(rows)
+        if not found:
+            return None
+        return UserCredentials(user=found[0], password_hash=rows[0].password_hash)
+
+    async def update(self, user_id: UUID, changes: UserChanges, now: datetime) -> User | None:
+        values: dict[str, Any] = {"updated_at": now}
+        if changes.email is not None or changes.clear_email:
+            values["email"] = None if changes.clear_email else changes.email
+        if changes.is_active is not None:
+            values["is_active"] = changes.is_active
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(values)
+            )
+            if result.rowcount == 0:
+                return None
+            if changes.roles is not None:
+                await conn.execute(sa.delete(user_roles).where(user_roles.c.user_id == user_id))
+                await _insert_roles(conn, user_id, changes.roles)
+            if changes.is_active is False:
+                # Deactivation ends every session in the same transaction.
+                await revoke_user_sessions(conn, user_id, now, "user_deactivated", None)
+            return await _find(conn, user_id)
+
+    async def set_password_hash(
+        self,
+        user_id: UUID,
+        password_hash: str,
+        now: datetime,
+        *,
+        revoke_sessions_except: UUID | None = None,
+        revoke_sessions: bool = False,
+    ) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, updated_at=now)
+            )
+            if revoke_sessions:
+                await revoke_user_sessions(
+                    conn, user_id, now, "password_changed", revoke_sessions_except
+                )
+
+    async def list(
+        self, *, prefix: str | None, role: str | None, limit: int, after: str | None
+    ) -> list[User]:
+        page = sa.select(users.c.id).order_by(users.c.username_canonical).limit(limit)
+        if prefix:
+            page = page.where(users.c.username_canonical.startswith(prefix, autoescape=True))
+        if after is not None:
+            page = page.where(users.c.username_canonical > after)
+        if role is not None:
+            page = page.where(
+                sa.exists().where(user_roles.c.user_id == users.c.id, user_roles.c.role == role)
+            )
+        async with self._db.read() as conn:
+            ids = (await conn.execute(page)).scalars().all()
+            if not ids:
+                return []
+            rows = (
+                await conn.execute(
+                    _with_roles().where(users.c.id.in_(ids)).order_by(users.c.username_canonical)
+                )
+            ).all()
+        return users_from_rows(rows)
+
+    async def delete(self, user_id: UUID) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(sa.delete(users).where(users.c.id == user_id))
+            return bool(result.rowcount)
+
+
+async def _find(conn: AsyncConnection, user_id: UUID) -> User | None:
+    rows = (await conn.execute(_with_roles().where(users.c.id == user_id))).all()
+    found = users_from_rows(rows)
+    return found[0] if found else None
+
+
+async def _insert_roles(
+    conn: AsyncConnection, user_id: UUID, roles: Sequence[str] | frozenset[str]
+) -> None:
+    if roles:
+        await conn.execute(
+            sa.insert(user_roles), [{"user_id": user_id, "role": role} for role in sorted(roles)]
+        )

@@ -1,0 +1,1 @@
+"""Tokens: signing keys (the key set, rotation, JWKS) and issuing access tokens."""

@@ -1,0 +1,121 @@
+"""The composition root: the one place that turns Settings into wired services.
+
+Entry points (the HTTP app factory, the CLI, test fixtures) call `build_services`; nothing
+else constructs a service, a repository or the database engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from gatehouse.server.accounts.admin import AdminService
+from gatehouse.server.accounts.passwords import PasswordHasher
+from gatehouse.server.accounts.service import AccountService
+from gatehouse.server.clock import Clock, SystemClock
+from gatehouse.server.config import DATABASE_FILE_NAME, Settings
+from gatehouse.server.errors import StorageUnavailableError
+from gatehouse.server.secret import SECRET_FILE_NAME, OpaqueTokens, ServerSecret
+from gatehouse.server.sessions.service import SessionService
+from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.keys import SqlSigningKeyRepository
+from gatehouse.server.storage.sessions import SqlSessionRepository
+from gatehouse.server.storage.users import SqlUserRepository
+from gatehouse.server.tokens.issuer import AccessTokenIssuer
+from gatehouse.server.tokens.service import KeyService, retire_after
+from gatehouse.verifier import AccessTokenVerifier
+
+log = logging.getLogger("gatehouse")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    accounts: AccountService
+    admin: AdminService
+    keys: KeyService
+    sessions: SessionService
+    verifier: AccessTokenVerifier
+
+    async def start(self) -> None:
+        """Load (or create) the signing keys; a database that is down is not fatal here.
+
+        The process still starts, answers 503 on /readyz and on routes that need storage,
+        and loads the keys on first use once the database is back.
+        """
+        try:
+            await self.keys.ensure_signing_key()
+        except StorageUnavailableError:
+            log.warning("database unavailable at start; signing keys will load on first use")
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def load_secret(settings: Settings) -> ServerSecret:
+    """The server secret from the environment, or the generated file in DATA_DIR."""
+    if settings.secret_key is not None:
+        return ServerSecret(settings.secret_key.get_secret_value().encode())
+    return ServerSecret.load_or_create(settings.data_dir / SECRET_FILE_NAME)
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    """Create DATA_DIR (0700) and the SQLite file (0600): it holds password hashes."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = settings.data_dir / DATABASE_FILE_NAME
+    if not database.exists():
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    if settings.database_url is None:
+        _prepare_data_dir(settings)
+    secret = load_secret(settings)
+    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    users = SqlUserRepository(db)
+    hasher = PasswordHasher(settings.password_hashing, concurrency=settings.hash_concurrency)
+    accounts = AccountService(users=users, hasher=hasher, clock=clock)
+    keys = KeyService(
+        keys=SqlSigningKeyRepository(db),
+        encryption_key=secret.derive("gatehouse signing-key encryption v1"),
+        clock=clock,
+        retire_after=retire_after(settings.access_token_ttl, settings.token_leeway),
+        refresh_interval=settings.key_refresh_interval,
+    )
+    verifier = AccessTokenVerifier(
+        keys=keys,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        leeway=settings.token_leeway.total_seconds(),
+        clock=lambda: clock.now().timestamp(),
+    )
+    sessions = SessionService(
+        sessions=SqlSessionRepository(db),
+        issuer=AccessTokenIssuer(
+            keys=keys,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl=settings.access_token_ttl,
+            clock=clock,
+        ),
+        verifier=verifier,
+        keys=keys,
+        opaque=OpaqueTokens(secret.derive("gatehouse refresh-token digest v1")),
+        clock=clock,
+        idle_ttl_seconds=settings.refresh_idle_ttl.total_seconds(),
+        absolute_ttl_seconds=settings.refresh_absolute_ttl.total_seconds(),
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        db=db,
+        accounts=accounts,
+        admin=AdminService(users=users, accounts=accounts, clock=clock),
+        keys=keys,
+        sessions=sessions,
+        verifier=verifier,
+    )

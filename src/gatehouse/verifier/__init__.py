@@ -1,0 +1,40 @@
+"""Verify Gatehouse access tokens in any Python service, without the server installed.
+
+    from gatehouse.verifier import AccessTokenVerifier, InvalidTokenError, StaticKeys
+
+A later issue adds a JWKS cache, introspection and FastAPI/Flask adapters here.
+"""
+
+from gatehouse.verifier.errors import (
+    ExpiredTokenError,
+    InvalidClaimsError,
+    InvalidSignatureError,
+    InvalidTokenError,
+    MalformedTokenError,
+    UnknownKeyError,
+)
+from gatehouse.verifier.jwt import (
+    ACCESS_TOKEN_TYPE,
+    AccessTokenClaims,
+    AccessTokenVerifier,
+    KeyResolver,
+    PublicKey,
+    StaticKeys,
+    unverified_key_id,
+)
+
+__all__ = [
+    "AccessTokenVerifier",
+    "AccessTokenClaims",
+    "KeyResolver",
+    "StaticKeys",
+    "PublicKey",
+    "ACCESS_TOKEN_TYPE",
+    "unverified_key_id",
+    "InvalidTokenError",
+    "MalformedTokenError",
+    "UnknownKeyError",
+    "InvalidSignatureError",
+    "InvalidClaimsError",
+    "ExpiredTokenError",
+]
