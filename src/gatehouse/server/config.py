@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     key_refresh_interval: timedelta = Field(default=timedelta(seconds=60))
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
+    @field_validator(
+        "access_token_ttl",
+        "refresh_idle_ttl",
+        "refresh_absolute_ttl",
+        "token_leeway",
+        "key_refresh_interval",
+        mode="before",
+    )
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """Durations are seconds ("900"), or ISO 8601 ("PT15M")."""
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_url(cls, value: str) -> str:

@@ -20,6 +20,7 @@ import anyio
 import bcrypt
 import precis_i18n
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
@@ -117,6 +118,6 @@ class PasswordHasher:
     def _verify_sync(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         try:
             return self._hash.verify_and_update(password, password_hash)
-        except ValueError:
+        except (UnknownHashError, ValueError):
             # An unrecognised or corrupt stored hash matches nothing.
             return False, None

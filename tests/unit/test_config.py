@@ -1,0 +1,57 @@
+"""Settings validation at start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from gatehouse.server.config import Settings
+
+
+def test_defaults_are_safe() -> None:
+    """Defaults: SQLite in DATA_DIR, access tokens of at most 15 minutes, OWASP hashing."""
+    settings = Settings(_env_file=None)
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.access_token_ttl <= timedelta(minutes=15)
+    assert settings.password_hashing == "owasp"
+    assert settings.secret_key is None
+
+
+def test_plain_database_urls_get_async_drivers() -> None:
+    """postgresql:// and sqlite:/// are mapped to asyncpg and aiosqlite."""
+    assert Settings(database_url="postgresql://u@h/db").resolved_database_url == (
+        "postgresql+asyncpg://u@h/db"
+    )
+    assert Settings(database_url="sqlite:///x.db").resolved_database_url == (
+        "sqlite+aiosqlite:///x.db"
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"database_url": "mysql://x"},
+        {"access_token_ttl": 5},
+        {"access_token_ttl": 7200},
+        {"refresh_idle_ttl": 60},
+        {"refresh_absolute_ttl": 3600, "refresh_idle_ttl": 7200},
+        {"secret_key": "too-short"},
+        {"issuer": "ftp://x"},
+        {"password_hashing": "md5"},
+    ],
+)
+def test_invalid_settings_are_refused_at_start(values: dict[str, object]) -> None:
+    """Each inconsistent or unsafe value fails validation."""
+    with pytest.raises(ValidationError):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GATEHOUSE_* variables set the fields."""
+    monkeypatch.setenv("GATEHOUSE_ACCESS_TOKEN_TTL", "300")
+    monkeypatch.setenv("GATEHOUSE_ISSUER", "https://login.example.com/")
+    settings = Settings()
+    assert settings.access_token_ttl == timedelta(minutes=5)
+    assert settings.issuer == "https://login.example.com"
