@@ -110,3 +110,19 @@ async def test_docs_can_be_turned_off(settings: Settings) -> None:
             assert (await c.get("/openapi.json")).status_code == 404
     finally:
         await services.close()
+
+
+async def test_client_id_and_scope_are_accepted_and_ignored(client: httpx.AsyncClient) -> None:
+    """Swagger sends client_id and scope; odd values never break the grant."""
+    await register(client)
+    response = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": PASSWORD,
+            "client_id": "swagger\x00" + "c" * 500,
+            "scope": "anything at all",
+        },
+    )
+    assert response.status_code == 200

@@ -34,14 +34,18 @@ async def token(
     scope: FormStr = None,
     client_id: FormStr = None,
 ) -> TokenPairOut:
-    """Issue tokens. Errors follow RFC 6749 s5.2: `{error, error_description}`."""
+    """Issue tokens. Errors follow RFC 6749 s5.2: `{error, error_description}`.
+
+    `scope` and `client_id` are accepted (Swagger UI sends them) and not used yet: every
+    first-party client is public and gets the user's roles.
+    """
     if grant_type is None:
         raise InvalidInputError("grant_type is required.")
     if grant_type == "password":
         if not username or not password:
             raise InvalidInputError("username and password are required.")
         user = await services.accounts.authenticate(username, password)
-        pair = await services.sessions.open(user, client_info(request, client_id))
+        pair = await services.sessions.open(user, client_info(request))
     elif grant_type == "refresh_token":
         if not refresh_token:
             raise InvalidInputError("refresh_token is required.")
