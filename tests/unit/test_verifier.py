@@ -148,3 +148,25 @@ def test_malformed_error_is_distinct() -> None:
     no_kid = jwt.encode({"sub": "x"}, KEY, algorithm="EdDSA", headers={"typ": "at+jwt"})
     with pytest.raises(MalformedTokenError):
         _verifier().verify(no_kid)
+
+
+def test_a_remembered_token_still_expires() -> None:
+    """The verified-token cache skips the signature, never the validity window."""
+    now = [NOW]
+    verifier = _verifier(cache_size=10, clock=lambda: now[0])
+    token = _token()
+    verifier.verify(token)
+    now[0] = NOW + 700
+    with pytest.raises(ExpiredTokenError):
+        verifier.verify(token)
+
+
+def test_a_remembered_token_fails_once_its_key_is_gone() -> None:
+    """Removing a key from the resolver stops tokens it signed, cached or not."""
+    keys = {"k1": KEY.public_key()}
+    verifier = _verifier(cache_size=10, keys=StaticKeys(keys))
+    token = _token()
+    verifier.verify(token)
+    keys.clear()
+    with pytest.raises(UnknownKeyError):
+        verifier.verify(token)

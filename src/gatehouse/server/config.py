@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     key_refresh_interval: timedelta = Field(default=timedelta(seconds=60))
+    revocation_poll_interval: timedelta = Field(
+        default=timedelta(milliseconds=250),
+        description="How soon other workers and hosts see a revoked session or changed user.",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
     @field_validator(
@@ -68,13 +72,17 @@ class Settings(BaseSettings):
         "refresh_absolute_ttl",
         "token_leeway",
         "key_refresh_interval",
+        "revocation_poll_interval",
         mode="before",
     )
     @classmethod
     def _seconds(cls, value: object) -> object:
-        """Durations are seconds ("900"), or ISO 8601 ("PT15M")."""
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
+        """Durations are seconds ("900", "0.25"), or ISO 8601 ("PT15M")."""
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
         return value
 
     @field_validator("issuer")
@@ -118,6 +126,8 @@ class Settings(BaseSettings):
             raise ValueError("GATEHOUSE_REFRESH_ABSOLUTE_TTL must be at least the idle TTL")
         if not timedelta(0) <= self.token_leeway <= timedelta(minutes=5):
             raise ValueError("GATEHOUSE_TOKEN_LEEWAY must be between 0 and 5 minutes")
+        if not timedelta(milliseconds=50) <= self.revocation_poll_interval <= timedelta(seconds=10):
+            raise ValueError("GATEHOUSE_REVOCATION_POLL_INTERVAL must be between 0.05 and 10 s")
         if self.key_refresh_interval < timedelta(seconds=1):
             raise ValueError("GATEHOUSE_KEY_REFRESH_INTERVAL must be at least 1 s")
         return self

@@ -6,9 +6,10 @@ else constructs a service, a repository or the database engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gatehouse.server.accounts.admin import AdminService
 from gatehouse.server.accounts.passwords import PasswordHasher
@@ -17,8 +18,10 @@ from gatehouse.server.clock import Clock, SystemClock
 from gatehouse.server.config import DATABASE_FILE_NAME, Settings
 from gatehouse.server.errors import StorageUnavailableError
 from gatehouse.server.secret import SECRET_FILE_NAME, OpaqueTokens, ServerSecret
+from gatehouse.server.sessions.cache import InvalidationWatcher, PrincipalCache
 from gatehouse.server.sessions.service import SessionService
 from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.keys import SqlSigningKeyRepository
 from gatehouse.server.storage.sessions import SqlSessionRepository
 from gatehouse.server.storage.users import SqlUserRepository
@@ -28,8 +31,13 @@ from gatehouse.verifier import AccessTokenVerifier
 
 log = logging.getLogger("gatehouse")
 
+# Verified access tokens remembered per process (about 1 KiB each).
+_VERIFIED_TOKEN_CACHE = 10_000
+# A cached principal is re-read from the database at least this often, whatever happens.
+_PRINCIPAL_CACHE_TTL_SECONDS = 30.0
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Services:
     settings: Settings
     clock: Clock
@@ -39,19 +47,26 @@ class Services:
     keys: KeyService
     sessions: SessionService
     verifier: AccessTokenVerifier
+    watcher: InvalidationWatcher
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Load (or create) the signing keys; a database that is down is not fatal here.
+        """Load (or create) the signing keys and start watching for invalidations.
 
-        The process still starts, answers 503 on /readyz and on routes that need storage,
-        and loads the keys on first use once the database is back.
+        A database that is down is not fatal here: the process starts, answers 503 on
+        /readyz and on routes that need storage, and loads the keys on first use.
         """
         try:
             await self.keys.ensure_signing_key()
         except StorageUnavailableError:
             log.warning("database unavailable at start; signing keys will load on first use")
+        self._background.append(asyncio.create_task(self.watcher.run()))
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
         await self.db.dispose()
 
 
@@ -76,7 +91,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         _prepare_data_dir(settings)
     secret = load_secret(settings)
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
-    users = SqlUserRepository(db)
+    invalidations = InvalidationLog(db)
+    users = SqlUserRepository(db, invalidations)
     hasher = PasswordHasher(settings.password_hashing, concurrency=settings.hash_concurrency)
     accounts = AccountService(users=users, hasher=hasher, clock=clock)
     keys = KeyService(
@@ -92,9 +108,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         audience=settings.audience,
         leeway=settings.token_leeway.total_seconds(),
         clock=lambda: clock.now().timestamp(),
+        cache_size=_VERIFIED_TOKEN_CACHE,
     )
+    poll = settings.revocation_poll_interval
+    cache = PrincipalCache(
+        ttl_seconds=_PRINCIPAL_CACHE_TTL_SECONDS,
+        # Without a successful poll for four intervals, the cache stands aside.
+        fresh_seconds=poll.total_seconds() * 4,
+    )
+    invalidations.subscribe(cache.evict_users)
     sessions = SessionService(
-        sessions=SqlSessionRepository(db),
+        sessions=SqlSessionRepository(db, invalidations),
         issuer=AccessTokenIssuer(
             keys=keys,
             issuer=settings.issuer,
@@ -105,6 +129,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         verifier=verifier,
         keys=keys,
         opaque=OpaqueTokens(secret.derive("gatehouse refresh-token digest v1")),
+        cache=cache,
         clock=clock,
         idle_ttl_seconds=settings.refresh_idle_ttl.total_seconds(),
         absolute_ttl_seconds=settings.refresh_absolute_ttl.total_seconds(),
@@ -118,4 +143,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         keys=keys,
         sessions=sessions,
         verifier=verifier,
+        watcher=InvalidationWatcher(feed=invalidations, cache=cache, clock=clock, interval=poll),
     )

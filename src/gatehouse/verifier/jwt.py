@@ -93,7 +93,18 @@ class AccessTokenVerifier:
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 0,
     ) -> None:
+        """Args:
+        keys: finds the public key for a `kid`.
+        issuer, audience: the exact `iss` and an `aud` the token must carry.
+        algorithms: the allow-list; the token's `alg` must be on it.
+        leeway: seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+        clock: returns "now" as a Unix timestamp.
+        cache_size: how many verified tokens to remember. A remembered token skips the
+            signature check (the costly part) but still has its key and validity window
+            checked on every call. 0 turns the cache off.
+        """
         if not algorithms or any(alg.lower() == "none" for alg in algorithms):
             raise ValueError("algorithms must be a non-empty allow-list without 'none'")
         self._keys = keys
@@ -102,7 +113,8 @@ class AccessTokenVerifier:
         self._algorithms = list(algorithms)
         self._leeway = leeway
         self._clock = clock
-        self._jws = jwt.PyJWS(algorithms=self._algorithms)
+        self._cache_size = cache_size
+        self._cache: dict[str, AccessTokenClaims] = {}
 
     def verify(self, token: str) -> AccessTokenClaims:
         """Verify `token` and return its claims.
@@ -110,6 +122,18 @@ class AccessTokenVerifier:
         Raises:
             InvalidTokenError: any reason the token must be refused (see `errors`).
         """
+        cached = self._cache.get(token)
+        if cached is not None and self._keys.public_key(cached.key_id) is not None:
+            self._check_time(cached.raw)
+            return cached
+        claims = self._verify_uncached(token)
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[token] = claims
+        return claims
+
+    def _verify_uncached(self, token: str) -> AccessTokenClaims:
         # Step 1: parse the header and pick the key by `kid`; never trust `alg` to choose it.
         try:
             header = jwt.get_unverified_header(token)
@@ -159,7 +183,7 @@ class AccessTokenVerifier:
         # Step 3: the validity window, with a small leeway for clock skew.
         return self._check_claims(payload, kid)
 
-    def _check_claims(self, payload: dict[str, Any], kid: str) -> AccessTokenClaims:
+    def _check_time(self, payload: dict[str, Any]) -> None:
         now = self._clock()
         exp, iat, nbf = payload.get("exp"), payload.get("iat"), payload.get("nbf", 0)
         if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
@@ -168,6 +192,9 @@ class AccessTokenVerifier:
             raise ExpiredTokenError("token has expired")
         if iat > now + self._leeway or nbf > now + self._leeway:
             raise ExpiredTokenError("token is not valid yet")
+
+    def _check_claims(self, payload: dict[str, Any], kid: str) -> AccessTokenClaims:
+        self._check_time(payload)
 
         sub, jti, sid = payload.get("sub"), payload.get("jti"), payload.get("sid")
         roles = payload.get("roles", [])
@@ -183,8 +210,8 @@ class AccessTokenVerifier:
             subject=sub,
             issuer=payload["iss"],
             audience=audience,
-            expires_at=int(exp),
-            issued_at=int(iat),
+            expires_at=int(payload["exp"]),
+            issued_at=int(payload["iat"]),
             token_id=jti,
             session_id=sid,
             roles=frozenset(roles),

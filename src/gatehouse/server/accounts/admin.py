@@ -103,7 +103,7 @@ class AdminService:
         """
         if user_id == actor.id:
             raise SelfLockoutError
-        if not await self._users.delete(user_id):
+        if not await self._users.delete(user_id, self._clock.now()):
             raise NotFoundError("No such user.")
 
 

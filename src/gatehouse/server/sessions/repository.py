@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -33,10 +34,8 @@ class SessionRepository(Protocol):
         """
         ...
 
-    async def revoke(
-        self, session_id: UUID, *, now: datetime, reason: str, user_id: UUID | None = None
-    ) -> bool:
-        """Revoke a live session (of `user_id`, when given). False if none matched."""
+    async def revoke(self, session_id: UUID, user_id: UUID, *, now: datetime, reason: str) -> bool:
+        """Revoke a live session of `user_id`. False if none matched."""
         ...
 
     async def revoke_all(
@@ -47,6 +46,26 @@ class SessionRepository(Protocol):
 
     async def find_principal(
         self, session_id: UUID, user_id: UUID, *, now: datetime
-    ) -> User | None:
-        """The active user of a live session, in one round trip; None if either is not."""
+    ) -> tuple[User, datetime] | None:
+        """The active user of a live session and the session's absolute expiry, in one
+        round trip; None if the session or the user is not live."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """A write that ended a session or changed a user, as the invalidation log holds it."""
+
+    seq: int
+    user_id: UUID
+    created_at: datetime
+
+
+class InvalidationFeed(Protocol):
+    async def recent(self, since: datetime) -> list[Invalidation]:
+        """Invalidations recorded at or after `since`, by any process."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete invalidations older than `before`."""
         ...

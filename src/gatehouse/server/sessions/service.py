@@ -19,11 +19,17 @@ from gatehouse.server.errors import (
     NotFoundError,
 )
 from gatehouse.server.secret import OpaqueTokens
+from gatehouse.server.sessions.cache import PrincipalCache
 from gatehouse.server.sessions.models import ClientInfo, Principal, Session, TokenPair
 from gatehouse.server.sessions.repository import SessionRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.tokens.service import KeyService
-from gatehouse.verifier import AccessTokenVerifier, InvalidTokenError, unverified_key_id
+from gatehouse.verifier import (
+    AccessTokenVerifier,
+    InvalidTokenError,
+    UnknownKeyError,
+    unverified_key_id,
+)
 
 REFRESH_TOKEN_PREFIX = "ghr_"
 _MAX_REFRESH_TOKEN_LENGTH = 128
@@ -40,6 +46,7 @@ class SessionService:
         verifier: AccessTokenVerifier,
         keys: KeyService,
         opaque: OpaqueTokens,
+        cache: PrincipalCache,
         clock: Clock,
         idle_ttl_seconds: float,
         absolute_ttl_seconds: float,
@@ -49,6 +56,7 @@ class SessionService:
         self._verifier = verifier
         self._keys = keys
         self._opaque = opaque
+        self._cache = cache
         self._clock = clock
         self._idle = idle_ttl_seconds
         self._absolute = absolute_ttl_seconds
@@ -90,7 +98,9 @@ class SessionService:
         if not found.current:
             # RFC 9700 s4.14.2: a rotated token presented again means two parties hold
             # the session; revoke it so neither can continue.
-            await self._sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
+            await self._sessions.revoke(
+                session.id, session.user_id, now=now, reason="refresh_token_reuse"
+            )
             raise InvalidGrantError
         if (
             session.revoked_at is not None
@@ -108,27 +118,45 @@ class SessionService:
         if not swapped:
             # Another request rotated this token between our read and our write: that is
             # reuse too, and it ends the session.
-            await self._sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
+            await self._sessions.revoke(
+                session.id, session.user_id, now=now, reason="refresh_token_reuse"
+            )
             raise InvalidGrantError
         return await self._pair(found.user, session.id, new_token)
 
     async def authenticate(self, access_token: str) -> Principal:
         """Check an access token and that its session and user are still live.
 
+        The hot path of every protected route: the signature check and the session check
+        are both answered from process memory when possible (see `cache`), and cost one
+        indexed query otherwise.
+
         Raises:
             InvalidAccessTokenError: bad token, ended session or inactive user.
         """
+        # Step 1: the token itself, against the cached key set.
+        await self._keys.current()
         try:
-            kid = unverified_key_id(access_token)
-            await self._keys.current()
-            await self._keys.reload_for_unknown_kid(kid)
-            claims = self._verifier.verify(access_token)
+            try:
+                claims = self._verifier.verify(access_token)
+            except UnknownKeyError:
+                # Another worker may have rotated: reload once (rate-limited), then retry.
+                await self._keys.reload_for_unknown_kid(unverified_key_id(access_token))
+                claims = self._verifier.verify(access_token)
             session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
         except (InvalidTokenError, ValueError) as exc:
             raise InvalidAccessTokenError from exc
-        user = await self._sessions.find_principal(session_id, user_id, now=self._clock.now())
+
+        # Step 2: the session and the user must still be live.
+        now = self._clock.now()
+        user = self._cache.get(session_id, user_id, now)
         if user is None:
-            raise InvalidAccessTokenError("The session of this access token has ended.")
+            generation = self._cache.generation
+            found = await self._sessions.find_principal(session_id, user_id, now=now)
+            if found is None:
+                raise InvalidAccessTokenError("The session of this access token has ended.")
+            user, session_expires_at = found
+            self._cache.put(session_id, user, session_expires_at, generation)
         return Principal(user=user, session_id=session_id, claims=claims)
 
     async def list_active(self, user_id: UUID) -> list[Session]:
@@ -141,14 +169,14 @@ class SessionService:
             NotFoundError: no live session with that id belongs to the user.
         """
         revoked = await self._sessions.revoke(
-            session_id, now=self._clock.now(), reason="revoked_by_user", user_id=user_id
+            session_id, user_id, now=self._clock.now(), reason="revoked_by_user"
         )
         if not revoked:
             raise NotFoundError("No such session.")
 
     async def logout(self, principal: Principal) -> None:
         await self._sessions.revoke(
-            principal.session_id, now=self._clock.now(), reason="logout", user_id=principal.user.id
+            principal.session_id, principal.user.id, now=self._clock.now(), reason="logout"
         )
 
     async def logout_all(self, user_id: UUID) -> int:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gatehouse.server.accounts.models import User
 from gatehouse.server.sessions.models import RefreshLookup, Session
 from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.tables import refresh_token_history, sessions, user_roles, users
 from gatehouse.server.storage.users import USER_COLUMNS, revoke_user_sessions, users_from_rows
 
@@ -53,11 +54,14 @@ def _session_with_user() -> sa.Select[Any]:
 
 
 class SqlSessionRepository:
-    def __init__(self, db: Database) -> None:
+    """Sessions and refresh-token history. Revocations record an invalidation."""
+
+    def __init__(self, db: Database, invalidations: InvalidationLog) -> None:
         self._db = db
+        self._log = invalidations
         # The hot path of every protected request: built once, compiled once.
         self._principal_query = (
-            sa.select(*USER_COLUMNS, user_roles.c.role)
+            sa.select(*USER_COLUMNS, sessions.c.expires_at, user_roles.c.role)
             .select_from(sessions)
             .join(users, users.c.id == sessions.c.user_id)
             .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
@@ -144,25 +148,32 @@ class SqlSessionRepository:
             )
             return True
 
-    async def revoke(
-        self, session_id: UUID, *, now: datetime, reason: str, user_id: UUID | None = None
-    ) -> bool:
+    async def revoke(self, session_id: UUID, user_id: UUID, *, now: datetime, reason: str) -> bool:
         stmt = (
             sa.update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+            .where(
+                sessions.c.id == session_id,
+                sessions.c.user_id == user_id,
+                sessions.c.revoked_at.is_(None),
+            )
             .values(revoked_at=now, revoked_reason=reason)
         )
-        if user_id is not None:
-            stmt = stmt.where(sessions.c.user_id == user_id)
         async with self._db.write() as conn:
-            result = await conn.execute(stmt)
-            return bool(result.rowcount)
+            revoked = bool((await conn.execute(stmt)).rowcount)
+            if revoked:
+                await self._log.record(conn, [user_id], now)
+        if revoked:
+            self._log.publish([user_id])
+        return revoked
 
     async def revoke_all(
         self, user_id: UUID, *, now: datetime, reason: str, except_session: UUID | None = None
     ) -> int:
         async with self._db.write() as conn:
-            return await revoke_user_sessions(conn, user_id, now, reason, except_session)
+            count = await revoke_user_sessions(conn, user_id, now, reason, except_session)
+            await self._log.record(conn, [user_id], now)
+        self._log.publish([user_id])
+        return count
 
     async def list_active(self, user_id: UUID, *, now: datetime) -> list[Session]:
         stmt = (
@@ -181,7 +192,7 @@ class SqlSessionRepository:
 
     async def find_principal(
         self, session_id: UUID, user_id: UUID, *, now: datetime
-    ) -> User | None:
+    ) -> tuple[User, datetime] | None:
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
@@ -189,4 +200,4 @@ class SqlSessionRepository:
                 )
             ).all()
         found = users_from_rows(rows)
-        return found[0] if found else None
+        return (found[0], rows[0].expires_at) if found else None

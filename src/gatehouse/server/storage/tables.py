@@ -110,3 +110,13 @@ signing_keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("retires_at", UTCDateTime(), nullable=True),
 )
+
+# One row per write that can end or change a signed-in principal (a session revoked, a user
+# changed or deleted). Each process polls recent rows to evict its principal cache.
+principal_invalidations = sa.Table(
+    "principal_invalidations",
+    metadata,
+    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+)

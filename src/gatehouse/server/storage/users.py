@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gatehouse.server.accounts.models import NewUser, User, UserChanges, UserCredentials
 from gatehouse.server.errors import UsernameTakenError
 from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.tables import sessions, user_roles, users
 
 USER_COLUMNS = (
@@ -76,8 +77,11 @@ async def revoke_user_sessions(
 
 
 class SqlUserRepository:
-    def __init__(self, db: Database) -> None:
+    """Users and roles. Writes that change a user record an invalidation (see invalidations)."""
+
+    def __init__(self, db: Database, invalidations: InvalidationLog) -> None:
         self._db = db
+        self._log = invalidations
 
     async def add(self, new: NewUser) -> User:
         try:
@@ -144,7 +148,10 @@ class SqlUserRepository:
             if changes.is_active is False:
                 # Deactivation ends every session in the same transaction.
                 await revoke_user_sessions(conn, user_id, now, "user_deactivated", None)
-            return await _find(conn, user_id)
+            await self._log.record(conn, [user_id], now)
+            user = await _find(conn, user_id)
+        self._log.publish([user_id])
+        return user
 
     async def set_password_hash(
         self,
@@ -165,6 +172,9 @@ class SqlUserRepository:
                 await revoke_user_sessions(
                     conn, user_id, now, "password_changed", revoke_sessions_except
                 )
+                await self._log.record(conn, [user_id], now)
+        if revoke_sessions:
+            self._log.publish([user_id])
 
     async def list(
         self, *, prefix: str | None, role: str | None, limit: int, after: str | None
@@ -189,10 +199,12 @@ class SqlUserRepository:
             ).all()
         return users_from_rows(rows)
 
-    async def delete(self, user_id: UUID) -> bool:
+    async def delete(self, user_id: UUID, now: datetime) -> bool:
         async with self._db.write() as conn:
             result = await conn.execute(sa.delete(users).where(users.c.id == user_id))
-            return bool(result.rowcount)
+            await self._log.record(conn, [user_id], now)
+        self._log.publish([user_id])
+        return bool(result.rowcount)
 
 
 async def _find(conn: AsyncConnection, user_id: UUID) -> User | None:

@@ -24,9 +24,9 @@ from gatehouse.server.tokens.keyset import SIGNING_ALGORITHM, KeySet, SigningKey
 from gatehouse.server.tokens.repository import SigningKeyRepository, StoredKey
 from gatehouse.verifier import PublicKey
 
-# A token with an unknown `kid` triggers at most one reload per this many seconds, so
-# forged kids cannot turn into a flood of database reads.
-_UNKNOWN_KID_RELOAD_SECONDS = 1.0
+# Tokens with unknown `kid`s trigger at most one reload per this many seconds, so forged
+# kids cannot turn into a flood of database reads (ten a second per process at most).
+_UNKNOWN_KID_RELOAD_SECONDS = 0.1
 
 
 class KeyDecryptionError(RuntimeError):
@@ -52,6 +52,7 @@ class KeyService:
         self._refresh_seconds = refresh_interval.total_seconds()
         self._keyset: KeySet | None = None
         self._loaded_at = 0.0
+        self._unknown_kid_reload_at = 0.0
         self._lock = asyncio.Lock()
         self._decrypted: dict[str, SigningKey] = {}
 
@@ -87,7 +88,8 @@ class KeyService:
         """Reload if `kid` is unknown and the last reload is not too recent."""
         if self._keyset is not None and self._keyset.public_key(kid) is not None:
             return
-        if time.monotonic() - self._loaded_at >= _UNKNOWN_KID_RELOAD_SECONDS:
+        if time.monotonic() - self._unknown_kid_reload_at >= _UNKNOWN_KID_RELOAD_SECONDS:
+            self._unknown_kid_reload_at = time.monotonic()
             await self.reload()
 
     async def reload(self) -> KeySet:

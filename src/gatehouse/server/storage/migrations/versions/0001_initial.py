@@ -1,4 +1,4 @@
-"""Users, roles, sessions with refresh-token history, signing keys.
+"""Users, roles, sessions with refresh-token history, signing keys, invalidation log.
 
 Revision ID: 0001
 Revises:
@@ -86,9 +86,20 @@ def upgrade() -> None:
         sa.Column("retires_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("kid", name="pk_signing_keys"),
     )
+    op.create_table(
+        "principal_invalidations",
+        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name="pk_principal_invalidations"),
+    )
+    op.create_index(
+        "ix_principal_invalidations_created_at", "principal_invalidations", ["created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("principal_invalidations")
     op.drop_table("signing_keys")
     op.drop_table("refresh_token_history")
     op.drop_table("sessions")

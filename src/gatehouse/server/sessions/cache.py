@@ -1,0 +1,144 @@
+"""The principal cache: protected routes check a live session without a database read.
+
+Each process keeps, per session, the user it belongs to and the session's absolute expiry,
+for at most `ttl` seconds. It forgets a user's sessions:
+
+- at once, when this process commits a write that ends a session or changes the user
+  (the invalidation log publishes to `evict_users` after commit);
+- within one poll interval, when another process or host does (the watcher reads the
+  shared invalidation log and evicts what it finds).
+
+A lookup that misses reads the database and fills the cache only if no eviction happened
+meanwhile (the generation check), so a revocation racing a miss cannot be cached over. If
+the watcher has not confirmed the log recently (the database is unreachable, the task
+died), the cache stops answering and every request reads the database again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.clock import Clock
+from gatehouse.server.sessions.repository import InvalidationFeed
+
+log = logging.getLogger("gatehouse.sessions")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    user: User
+    session_expires_at: datetime
+    cached_at: float
+
+
+class PrincipalCache:
+    """Session id -> (user, session expiry), bounded in size and age."""
+
+    def __init__(self, *, ttl_seconds: float, fresh_seconds: float, max_entries: int = 100_000):
+        self._ttl = ttl_seconds
+        self._fresh_for = fresh_seconds
+        self._max = max_entries
+        self._entries: dict[UUID, _Entry] = {}
+        self._by_user: dict[UUID, set[UUID]] = {}
+        self._generation = 0
+        self._fresh_until = 0.0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def get(self, session_id: UUID, user_id: UUID, now: datetime) -> User | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry.user.id != user_id:
+            return None
+        mono = time.monotonic()
+        if mono > self._fresh_until or mono - entry.cached_at > self._ttl:
+            return None
+        if entry.session_expires_at <= now:
+            return None
+        return entry.user
+
+    def put(
+        self, session_id: UUID, user: User, session_expires_at: datetime, generation: int
+    ) -> None:
+        """Cache a principal read from the database, unless an eviction came in between."""
+        if generation != self._generation or time.monotonic() > self._fresh_until:
+            return
+        if len(self._entries) >= self._max:
+            self.clear()
+        self._entries[session_id] = _Entry(user, session_expires_at, time.monotonic())
+        self._by_user.setdefault(user.id, set()).add(session_id)
+
+    def evict_users(self, user_ids: Iterable[UUID]) -> None:
+        self._generation += 1
+        for user_id in user_ids:
+            for session_id in self._by_user.pop(user_id, ()):
+                self._entries.pop(session_id, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._by_user.clear()
+
+    def confirm_fresh(self) -> None:
+        """The watcher has just read the invalidation log: answers are good for a while."""
+        self._fresh_until = time.monotonic() + self._fresh_for
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class InvalidationWatcher:
+    """Polls the shared invalidation log and evicts what other processes invalidated."""
+
+    def __init__(
+        self,
+        *,
+        feed: InvalidationFeed,
+        cache: PrincipalCache,
+        clock: Clock,
+        interval: timedelta,
+        window: timedelta = timedelta(seconds=60),
+        retention: timedelta = timedelta(hours=1),
+    ) -> None:
+        self._feed = feed
+        self._cache = cache
+        self._clock = clock
+        self._interval = interval.total_seconds()
+        # Rows are re-read for `window`, so a transaction that commits late (or a host whose
+        # clock lags) is still seen; `seen` keeps each row from evicting twice.
+        self._window = window
+        self._retention = retention
+        self._seen: dict[int, datetime] = {}
+        self._last_prune = time.monotonic()
+
+    async def poll_once(self) -> None:
+        now = self._clock.now()
+        rows = await self._feed.recent(now - self._window)
+        fresh = [r for r in rows if r.seq not in self._seen]
+        if fresh:
+            self._cache.evict_users({r.user_id for r in fresh})
+            for row in fresh:
+                self._seen[row.seq] = row.created_at
+        horizon = now - self._window * 2
+        self._seen = {seq: at for seq, at in self._seen.items() if at >= horizon}
+        self._cache.confirm_fresh()
+        if time.monotonic() - self._last_prune > 60:
+            self._last_prune = time.monotonic()
+            await self._feed.prune(now - self._retention)
+
+    async def run(self) -> None:
+        """Poll forever; failures only make the cache stand aside until the next success."""
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # a background loop must outlive any one failure
+                log.warning("invalidation poll failed; the principal cache stands aside")
+            await asyncio.sleep(self._interval)
