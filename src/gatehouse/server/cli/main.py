@@ -51,12 +51,18 @@ def load_settings() -> Settings:
         _fail("invalid configuration\n" + "\n".join(lines), code=2)
 
 
-def _run(work: Callable[[Services], Awaitable[T]]) -> T:
-    """Build services, run `work`, close; turn known failures into one-line errors."""
+def _run(work: Callable[[Services], Awaitable[T]], *, check_schema: bool = True) -> T:
+    """Build services, run `work`, close; turn known failures into one-line errors.
+
+    With `check_schema`, the embedded SQLite database is migrated first (so `users create`
+    works before the first `serve`), and an outdated PostgreSQL schema stops the command.
+    """
 
     async def main() -> T:
         services = build_services(load_settings())
         try:
+            if check_schema:
+                await _ensure_schema(services, migrate_schema=services.db.is_sqlite)
             return await work(services)
         finally:
             await services.close()
@@ -69,7 +75,7 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
         _fail(exc.message)
 
 
-async def _prepare(services: Services, *, migrate_schema: bool) -> None:
+async def _ensure_schema(services: Services, *, migrate_schema: bool) -> None:
     if migrate_schema:
         await migrate.upgrade(services.db)
     elif not await migrate.is_current(services.db):
@@ -78,6 +84,10 @@ async def _prepare(services: Services, *, migrate_schema: bool) -> None:
             "(or `gatehouse serve --migrate`)",
             code=2,
         )
+
+
+async def _prepare(services: Services, *, migrate_schema: bool) -> None:
+    await _ensure_schema(services, migrate_schema=migrate_schema)
     await services.keys.ensure_signing_key()
 
 
@@ -97,7 +107,7 @@ def serve(
     """Run the server (migrating the embedded SQLite database and creating keys first)."""
     settings = load_settings()
     do_migrate = settings.is_sqlite if migrate_schema is None else migrate_schema
-    _run(lambda services: _prepare(services, migrate_schema=do_migrate))
+    _run(lambda services: _prepare(services, migrate_schema=do_migrate), check_schema=False)
     uvicorn.run(
         "gatehouse.server.http.app:create_app",
         factory=True,
@@ -112,7 +122,7 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    _run(lambda services: migrate.upgrade(services.db))
+    _run(lambda services: migrate.upgrade(services.db), check_schema=False)
     typer.echo("database is up to date")
 
 
