@@ -3,7 +3,11 @@
 `read()` and `write()` hand out connections inside a transaction. On SQLite, a write
 transaction starts with BEGIN IMMEDIATE so it takes the write lock up front and waits on
 `busy_timeout`, instead of failing when it upgrades a read lock under concurrency; the file
-runs in WAL mode so readers never wait for writers. A database that cannot be reached, or
+runs in WAL mode so readers never wait for writers. Writers of one process also queue on an
+asyncio lock before they take a connection: SQLite admits one writer at a time anyway, and
+its busy handler waits by sleeping (up to 100 ms a try), which under concurrency turns
+into second-long tails; the lock makes them wait in order instead, and leaves busy_timeout
+for writers in other processes. A database that cannot be reached, or
 stays locked past the timeout, surfaces as `StorageUnavailableError` (503), never a trace.
 """
 
@@ -50,6 +54,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -58,7 +63,11 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._transaction(write=True) as conn:
+        if self._sqlite_writer is None:
+            async with self._transaction(write=True) as conn:
+                yield conn
+            return
+        async with self._sqlite_writer, self._transaction(write=True) as conn:
             yield conn
 
     @asynccontextmanager

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, status
 
-from gatehouse.server.http.deps import CurrentPrincipal, CurrentUser, ServicesDep
+from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep
 from gatehouse.server.http.schemas import (
     ChangePasswordRequest,
     SessionOut,
@@ -18,14 +18,18 @@ router = APIRouter(prefix="/users/me", tags=["users"])
 
 
 @router.get("")
-async def get_me(user: CurrentUser) -> UserOut:
-    return UserOut.of(user)
+async def get_me(principal: CurrentPrincipal) -> UserOut:
+    return UserOut.of(principal.user)
 
 
 @router.patch("")
-async def update_me(body: UpdateMeRequest, user: CurrentUser, services: ServicesDep) -> UserOut:
+async def update_me(
+    body: UpdateMeRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> UserOut:
     clear = "email" in body.model_fields_set and body.email is None
-    updated = await services.accounts.update_profile(user.id, email=body.email, clear_email=clear)
+    updated = await services.accounts.update_profile(
+        principal.user.id, email=body.email, clear_email=clear
+    )
     return UserOut.of(updated)
 
 
