@@ -65,12 +65,7 @@ class AccessTokenClaims:
     raw: dict[str, Any]
 
 
-def unverified_key_id(token: str) -> str:
-    """Return the `kid` of a token's header without verifying anything.
-
-    Raises:
-        MalformedTokenError: the token or its header cannot be parsed, or has no `kid`.
-    """
+def _unverified_header(token: str) -> tuple[dict[str, Any], str]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -78,7 +73,16 @@ def unverified_key_id(token: str) -> str:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise MalformedTokenError("token header has no key id")
-    return kid
+    return header, kid
+
+
+def unverified_key_id(token: str) -> str:
+    """Return the `kid` of a token's header without verifying anything.
+
+    Raises:
+        MalformedTokenError: the token or its header cannot be parsed, or has no `kid`.
+    """
+    return _unverified_header(token)[1]
 
 
 class AccessTokenVerifier:
@@ -135,13 +139,7 @@ class AccessTokenVerifier:
 
     def _verify_uncached(self, token: str) -> AccessTokenClaims:
         # Step 1: parse the header and pick the key by `kid`; never trust `alg` to choose it.
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise MalformedTokenError("token is not a well-formed JWT") from exc
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise MalformedTokenError("token header has no key id")
+        header, kid = _unverified_header(token)
         if header.get("alg") not in self._algorithms:
             raise InvalidSignatureError("token algorithm is not allowed")
         # RFC 9068 s4: the resource server must check the media type of the token.
