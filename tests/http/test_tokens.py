@@ -93,8 +93,13 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     kids = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
     assert kids == {old_kid, new_key.kid}
     assert (await client.get("/users/me", headers=bearer(before))).status_code == 200
-    # Past the access-token TTL plus leeway, the old key retires from JWKS.
-    clock.advance(timedelta(minutes=15, seconds=31))
+    # It retires from JWKS only after key refresh interval + access-token TTL + leeway:
+    # processes that had not reloaded yet may have signed with it until then.
+    clock.advance(timedelta(minutes=16, seconds=29))
+    await services.keys.reload()
+    kids = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
+    assert kids == {old_kid, new_key.kid}
+    clock.advance(timedelta(seconds=2))
     await services.keys.reload()
     kids = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
     assert kids == {new_key.kid}

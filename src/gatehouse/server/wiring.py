@@ -99,7 +99,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         keys=SqlSigningKeyRepository(db),
         encryption_key=secret.derive("gatehouse signing-key encryption v1"),
         clock=clock,
-        retire_after=retire_after(settings.access_token_ttl, settings.token_leeway),
+        retire_after=retire_after(
+            settings.access_token_ttl, settings.token_leeway, settings.key_refresh_interval
+        ),
         refresh_interval=settings.key_refresh_interval,
     )
     verifier = AccessTokenVerifier(

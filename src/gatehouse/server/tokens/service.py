@@ -144,9 +144,15 @@ class KeyService:
         return key
 
 
-def retire_after(access_token_ttl: timedelta, leeway: timedelta) -> timedelta:
-    """How long an outgoing key keeps verifying: until its last token has expired."""
-    return access_token_ttl + leeway
+def retire_after(
+    access_token_ttl: timedelta, leeway: timedelta, key_refresh_interval: timedelta
+) -> timedelta:
+    """How long an outgoing key keeps verifying: until its last token has expired.
+
+    A process that has not reloaded its keys yet still signs with the outgoing key for up
+    to one refresh interval after the rotation, so that interval counts too.
+    """
+    return key_refresh_interval + access_token_ttl + leeway
 
 
 def is_retired(key: SigningKey, now: datetime) -> bool:

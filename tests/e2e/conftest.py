@@ -1,0 +1,53 @@
+"""Fixtures for the end-to-end tests: a fresh deployment dir and a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+import sqlalchemy as sa
+
+from tests.e2e.harness import Deployment
+
+# The maintenance database the suite may create databases from (as in tests/conftest.py).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "GATEHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Deployment:
+    """A data dir that does not exist yet, and the base environment of every command."""
+    return Deployment.fresh(tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def _fresh_postgres_database() -> AsyncIterator[str]:
+    name = f"gatehouse_e2e_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """The `postgresql://` URL of a new, empty database, dropped (forcibly) afterwards."""
+    async with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def module_postgres_url() -> AsyncIterator[str]:
+    """Like `postgres_url`, shared by the tests of one module."""
+    async with _fresh_postgres_database() as url:
+        yield url
