@@ -115,8 +115,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     poll = settings.revocation_poll_interval
     cache = PrincipalCache(
         ttl_seconds=_PRINCIPAL_CACHE_TTL_SECONDS,
-        # Without a successful poll for four intervals, the cache stands aside.
-        fresh_seconds=poll.total_seconds() * 4,
+        # Without a successful poll for this long, the cache stands aside. Generous enough
+        # that a busy event loop delaying one poll does not switch the cache off under load.
+        fresh_seconds=max(poll.total_seconds() * 8, 2.0),
     )
     invalidations.subscribe(cache.evict_users)
     sessions = SessionService(

@@ -103,6 +103,9 @@ def serve(
             help="Apply migrations first. Default: yes on SQLite, no on PostgreSQL.",
         ),
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log one line per request.")
+    ] = True,
 ) -> None:
     """Run the server (migrating the embedded SQLite database and creating keys first)."""
     settings = load_settings()
@@ -115,6 +118,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
         server_header=False,
     )
 

@@ -105,7 +105,7 @@ class InvalidationWatcher:
         cache: PrincipalCache,
         clock: Clock,
         interval: timedelta,
-        window: timedelta = timedelta(seconds=60),
+        window: timedelta = timedelta(seconds=10),
         retention: timedelta = timedelta(hours=1),
     ) -> None:
         self._feed = feed
@@ -113,7 +113,8 @@ class InvalidationWatcher:
         self._clock = clock
         self._interval = interval.total_seconds()
         # Rows are re-read for `window`, so a transaction that commits late (or a host whose
-        # clock lags) is still seen; `seen` keeps each row from evicting twice.
+        # clock lags by less than that) is still seen; `seen` keeps each row from evicting
+        # twice. Each poll reads only the invalidations of the last `window`.
         self._window = window
         self._retention = retention
         self._seen: dict[int, datetime] = {}

@@ -41,7 +41,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Every use of a connection ends in an explicit commit or rollback (`_transaction`),
+        # so the pool's own rollback on return would only add a round trip per request.
+        kwargs: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
         if self.is_sqlite:
             kwargs["pool_size"] = pool_size
         else:

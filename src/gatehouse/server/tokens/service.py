@@ -81,7 +81,12 @@ class KeyService:
         """The cached key set, reloaded when older than the refresh interval."""
         keyset = self._keyset
         if keyset is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
-            return await self.reload()
+            loaded_at = self._loaded_at
+            async with self._lock:
+                # Requests that queued behind a reload use its result instead of repeating it.
+                if self._keyset is not None and self._loaded_at != loaded_at:
+                    return self._keyset
+                return await self._reload_locked()
         return keyset
 
     async def reload_for_unknown_kid(self, kid: str) -> None:
@@ -94,10 +99,13 @@ class KeyService:
 
     async def reload(self) -> KeySet:
         async with self._lock:
-            stored = await self._repo.list_keys()
-            keyset = KeySet([self._decrypt(k) for k in stored], self._clock.now())
-            self._keyset, self._loaded_at = keyset, time.monotonic()
-            return keyset
+            return await self._reload_locked()
+
+    async def _reload_locked(self) -> KeySet:
+        stored = await self._repo.list_keys()
+        keyset = KeySet([self._decrypt(k) for k in stored], self._clock.now())
+        self._keyset, self._loaded_at = keyset, time.monotonic()
+        return keyset
 
     def public_key(self, kid: str) -> PublicKey | None:
         """`KeyResolver` for the verifier: the cached key set, never a database read."""
