@@ -45,7 +45,7 @@ async def database_url(
 ) -> AsyncIterator[str]:
     """A migrated, empty database of one backend, for the whole session."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
         yield await _migrated(url)
         return
     name = f"gatehouse_test_{uuid.uuid4().hex[:12]}"

@@ -126,7 +126,7 @@ async def down_client(
     else:
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
-        url = f"sqlite+aiosqlite:///{blocker}/gatehouse.db"
+        url = f"sqlite:///{blocker}/gatehouse.db"
     services = build_services(make_settings(url, tmp_path))
     app = create_app(services=services)
     async with app.router.lifespan_context(app):
@@ -182,14 +182,13 @@ async def test_dropped_database_connections_recover(
 ) -> None:
     """After PostgreSQL kills our connections, requests answer 503 at worst, then recover."""
     assert (await client.get("/readyz")).status_code == 200
-    async with services.db.engine.connect() as conn:
+    async with services.db.write() as conn:
         await conn.execute(
             sa.text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         )
-        await conn.commit()
     statuses = [(await client.get("/readyz")).status_code for _ in range(3)]
     assert set(statuses) <= {200, 503}
     assert statuses[-1] == 200

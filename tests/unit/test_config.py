@@ -13,20 +13,19 @@ from gatehouse.server.config import Settings
 def test_defaults_are_safe() -> None:
     """Defaults: SQLite in DATA_DIR, access tokens of at most 15 minutes, OWASP hashing."""
     settings = Settings(_env_file=None)
-    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.resolved_database_url.startswith("sqlite+pysqlite:///")
     assert settings.access_token_ttl <= timedelta(minutes=15)
     assert settings.password_hashing == "owasp"
     assert settings.secret_key is None
 
 
-def test_plain_database_urls_get_async_drivers() -> None:
-    """postgresql:// and sqlite:/// are mapped to asyncpg and aiosqlite."""
+def test_plain_database_urls_get_their_drivers() -> None:
+    """postgresql:// maps to asyncpg; sqlite:/// (and the older sqlite+aiosqlite) to pysqlite."""
     assert Settings(database_url="postgresql://u@h/db").resolved_database_url == (
         "postgresql+asyncpg://u@h/db"
     )
-    assert Settings(database_url="sqlite:///x.db").resolved_database_url == (
-        "sqlite+aiosqlite:///x.db"
-    )
+    for url in ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"):
+        assert Settings(database_url=url).resolved_database_url == "sqlite+pysqlite:///x.db"
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from gatehouse.server.accounts.names import canonical_roles, canonical_username
 from gatehouse.server.accounts.passwords import (
+    HashProfile,
     PasswordHasher,
     check_new_password,
     normalise_password,
 )
 from gatehouse.server.errors import InvalidRoleError, InvalidUsernameError, WeakPasswordError
+
+MakeHasher = Callable[..., PasswordHasher]
+
+
+@pytest.fixture
+def make_hasher() -> Iterator[MakeHasher]:
+    """PasswordHasher instances whose thread pools are shut down after the test."""
+    made: list[PasswordHasher] = []
+
+    def make(profile: HashProfile, *, concurrency: int = 1) -> PasswordHasher:
+        made.append(PasswordHasher(profile, concurrency=concurrency))
+        return made[-1]
+
+    yield make
+    for hasher in made:
+        hasher.close()
 
 
 def test_opaque_string_maps_other_spaces_to_ascii_space() -> None:
@@ -46,9 +67,9 @@ def test_role_names_are_checked() -> None:
 
 
 @pytest.mark.slow_hash
-async def test_the_default_profile_hashes_with_owasp_parameters() -> None:
+async def test_the_default_profile_hashes_with_owasp_parameters(make_hasher: MakeHasher) -> None:
     """The production profile writes argon2id m=19456, t=2, p=1 and verifies it."""
-    hasher = PasswordHasher("owasp")
+    hasher = make_hasher("owasp")
     hashed = await hasher.hash("correct horse battery")
     assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert await hasher.verify("correct horse battery", hashed) == (True, None)
@@ -56,15 +77,35 @@ async def test_the_default_profile_hashes_with_owasp_parameters() -> None:
 
 
 @pytest.mark.slow_hash
-async def test_a_hash_with_weaker_parameters_is_flagged_for_upgrade() -> None:
+async def test_a_hash_with_weaker_parameters_is_flagged_for_upgrade(
+    make_hasher: MakeHasher,
+) -> None:
     """A hash made with the test profile verifies under the production one and gets a new hash."""
-    weak = await PasswordHasher("test").hash("correct horse battery")
-    matches, upgraded = await PasswordHasher("owasp").verify("correct horse battery", weak)
+    weak = await make_hasher("test").hash("correct horse battery")
+    matches, upgraded = await make_hasher("owasp").verify("correct horse battery", weak)
     assert matches
     assert upgraded is not None
     assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-async def test_a_corrupt_stored_hash_matches_nothing() -> None:
+async def test_a_corrupt_stored_hash_matches_nothing(make_hasher: MakeHasher) -> None:
     """An unrecognised hash string verifies as False instead of raising."""
-    assert await PasswordHasher("test").verify("anything", "not-a-hash") == (False, None)
+    assert await make_hasher("test").verify("anything", "not-a-hash") == (False, None)
+
+
+async def test_a_burst_of_hashes_runs_on_at_most_concurrency_threads(
+    make_hasher: MakeHasher,
+) -> None:
+    """Twenty verifications at once all complete, on no more than `concurrency` threads."""
+
+    def hash_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("gatehouse-hash")}
+
+    before = hash_threads()  # other tests' pools, if any are still winding down
+    hasher = make_hasher("test", concurrency=2)
+    stored = await hasher.hash("correct horse battery")
+    results = await asyncio.gather(
+        *(hasher.verify("correct horse battery", stored) for _ in range(20))
+    )
+    assert results == [(True, None)] * 20
+    assert 1 <= len(hash_threads() - before) <= 2

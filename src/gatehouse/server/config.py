@@ -15,9 +15,10 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ASYNC_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
+_DRIVERS = {
+    "sqlite": "sqlite+pysqlite",
+    "sqlite+aiosqlite": "sqlite+pysqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
@@ -101,13 +102,13 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _database_url_async(cls, value: str | None) -> str | None:
+    def _database_url_driver(cls, value: str | None) -> str | None:
         if value is None:
             return None
         scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in _ASYNC_DRIVERS:
+        if not sep or scheme not in _DRIVERS:
             raise ValueError("must start with sqlite:/// or postgresql://")
-        return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
+        return f"{_DRIVERS[scheme]}://{rest}"
 
     @field_validator("secret_key")
     @classmethod
@@ -134,10 +135,10 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        """The async SQLAlchemy URL to connect to."""
+        """The SQLAlchemy URL to connect to, with the driver Gatehouse uses for it."""
         if self.database_url is not None:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / DATABASE_FILE_NAME}"
+        return f"sqlite+pysqlite:///{self.data_dir / DATABASE_FILE_NAME}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -42,6 +42,7 @@ class Services:
     settings: Settings
     clock: Clock
     db: Database
+    hasher: PasswordHasher
     accounts: AccountService
     admin: AdminService
     keys: KeyService
@@ -67,6 +68,7 @@ class Services:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        self.hasher.close()
         await self.db.dispose()
 
 
@@ -141,6 +143,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         settings=settings,
         clock=clock,
         db=db,
+        hasher=hasher,
         accounts=accounts,
         admin=AdminService(users=users, accounts=accounts, clock=clock),
         keys=keys,

@@ -1,32 +1,73 @@
 """The engine, transactions, and the one place database failures are translated.
 
-`read()` and `write()` hand out connections inside a transaction. On SQLite, a write
-transaction starts with BEGIN IMMEDIATE so it takes the write lock up front and waits on
-`busy_timeout`, instead of failing when it upgrades a read lock under concurrency; the file
-runs in WAL mode so readers never wait for writers. Writers of one process also queue on an
-asyncio lock before they take a connection: SQLite admits one writer at a time anyway, and
-its busy handler waits by sleeping (up to 100 ms a try), which under concurrency turns
-into second-long tails; the lock makes them wait in order instead, and leaves busy_timeout
-for writers in other processes. A database that cannot be reached, or
-stays locked past the timeout, surfaces as `StorageUnavailableError` (503), never a trace.
+`read()` and `write()` hand out a `Connection` inside a transaction; repositories only ever
+`await conn.execute(...)` (and migrations `await conn.run_sync(...)`), so they run
+unchanged on both backends:
+
+- **PostgreSQL**: SQLAlchemy's async engine over asyncpg; one pool per process.
+- **SQLite**: SQLAlchemy's synchronous engine over the standard `sqlite3` module, called
+  on the event loop's own thread. A statement on an indexed local file takes microseconds,
+  while handing it to a driver thread and back (what aiosqlite does, five times for one
+  small read) costs 100-200 us of CPU per hand-off: most of a login's non-hash cost before
+  this design. Running inline is safe because nothing on this path ever waits on the loop
+  thread:
+  - every transaction takes its SQLite lock up front and waits for it asynchronously: a
+    write opens with BEGIN IMMEDIATE (the write lock), a read with BEGIN and one probe
+    (its WAL snapshot); `busy_timeout` is 0, and a busy database is retried after an
+    `asyncio.sleep` with backoff, up to SQLITE_LOCK_WAIT_SECONDS, then answers 503.
+    After that, no statement in the transaction can meet a lock (WAL readers never wait
+    for writers; the writer holds the only write lock), so none can block the loop;
+  - the pool never blocks at checkout (unbounded overflow; only a transaction that awaits
+    something else between statements would ever need a second connection);
+  - writers of one process also queue on an asyncio lock, in order, before they take a
+    connection, so they do not spin against each other; the SQLite lock orders them
+    against other processes (other workers, the CLI).
+  Reads see one snapshot for their whole transaction, like PostgreSQL's.
+
+A database that cannot be reached, or stays locked past the wait, surfaces as
+`StorageUnavailableError` (503), never a trace.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
 
 from gatehouse.server.errors import StorageUnavailableError
 
-_WRITE_OPTION = "gatehouse_write"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# How long a SQLite transaction waits for its lock, in total, before answering 503.
+SQLITE_LOCK_WAIT_SECONDS = 10.0
+_FIRST_RETRY_SECONDS = 0.001
+_MAX_RETRY_SECONDS = 0.05
+# Starts a read transaction's snapshot: any statement that reads the file does.
+_SNAPSHOT_PROBE = "SELECT 1 FROM sqlite_schema LIMIT 1"
+
+
+class Connection(Protocol):
+    """A connection inside one transaction, as repositories use it."""
+
+    async def execute(self, statement: Executable, parameters: Any = None, /) -> CursorResult[Any]:
+        """Run one statement; the result is fully buffered."""
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run synchronous SQLAlchemy code (Alembic) on this connection."""
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -35,83 +76,197 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class Database:
-    """An async engine plus read and write transactions with error translation."""
+def _is_busy(exc: BaseException) -> bool:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    return orig.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+
+class Database:
+    """Read and write transactions with error translation, on SQLite or PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        sqlite_lock_wait: float = SQLITE_LOCK_WAIT_SECONDS,
+    ) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        # Every use of a connection ends in an explicit commit or rollback (`_transaction`),
-        # so the pool's own rollback on return would only add a round trip per request.
-        kwargs: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
-        if self.is_sqlite:
-            kwargs["pool_size"] = pool_size
-        else:
-            kwargs.update(
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_timeout=10,
-                connect_args={"timeout": 5, "command_timeout": 15},
+        self._backend: _Backend = (
+            _SqliteBackend(
+                parsed.set(drivername="sqlite+pysqlite"), pool_size, echo, sqlite_lock_wait
             )
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if self.is_sqlite:
-            _configure_sqlite(self.engine)
-        self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
+            if self.is_sqlite
+            else _AsyncBackend(parsed, pool_size, echo)
+        )
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._transaction(write=False) as conn:
+    async def read(self) -> AsyncIterator[Connection]:
+        async with _translated(), self._backend.transaction(write=False) as conn:
             yield conn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        if self._sqlite_writer is None:
-            async with self._transaction(write=True) as conn:
-                yield conn
-            return
-        async with self._sqlite_writer, self._transaction(write=True) as conn:
+    async def write(self) -> AsyncIterator[Connection]:
+        async with _translated(), self._backend.transaction(write=True) as conn:
             yield conn
-
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as conn:
-                if write and self.is_sqlite:
-                    await conn.execution_options(**{_WRITE_OPTION: True})
-                async with conn.begin():
-                    yield conn
-        except StorageUnavailableError:
-            raise
-        except Exception as exc:
-            if _is_unavailable(exc):
-                raise StorageUnavailableError from exc
-            raise
 
     async def ping(self) -> None:
         """Raises: StorageUnavailableError when the database does not answer."""
         async with self.read() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        await self._backend.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (below) instead of the driver's implicit one.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.close()
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except StorageUnavailableError:
+        raise
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise StorageUnavailableError from exc
+        raise
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Reads run in autocommit: each SELECT sees one consistent snapshot by itself, and
-        # skipping BEGIN saves a hand-off to the driver thread on every read. No read here
-        # needs two statements to agree with each other.
-        if conn.get_execution_options().get(_WRITE_OPTION, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+class _Backend(Protocol):
+    def transaction(self, *, write: bool) -> Any:
+        """An async context manager yielding a `Connection` inside a transaction."""
+
+    async def dispose(self) -> None: ...
+
+
+class _AsyncBackend:
+    """PostgreSQL through SQLAlchemy's async engine."""
+
+    def __init__(self, url: sa.URL, pool_size: int, echo: bool) -> None:
+        # Every use of a connection ends in an explicit commit or rollback, so the pool's
+        # own rollback on return would only add a round trip per request.
+        self._engine: AsyncEngine = create_async_engine(
+            url,
+            echo=echo,
+            pool_reset_on_return=None,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=10,
+            connect_args={"timeout": 5, "command_timeout": 15},
+        )
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[Connection]:
+        async with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
+
+
+class _InlineConnection:
+    """A synchronous SQLite connection behind the async `Connection` interface."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None, /) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return fn(self._conn, *args, **kwargs)
+
+
+class _SqliteBackend:
+    """SQLite through the stdlib driver, on the event loop thread (see the module doc)."""
+
+    def __init__(self, url: sa.URL, pool_size: int, echo: bool, lock_wait: float) -> None:
+        self._lock_wait = lock_wait
+        self._engine = sa.create_engine(
+            url,
+            echo=echo,
+            pool_reset_on_return=None,
+            pool_size=pool_size,
+            max_overflow=-1,
+            # Connections are made and used on the loop thread, but disposal and Alembic
+            # may touch them from elsewhere; each is only ever used by one party at a time.
+            connect_args={"check_same_thread": False},
+        )
+        event.listen(self._engine, "connect", _on_sqlite_connect)
+        self._writer = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[Connection]:
+        if write:
+            async with self._writer:
+                conn = await self._begin(write=True)
+                async with self._finished(conn):
+                    yield _InlineConnection(conn)
+        else:
+            conn = await self._begin(write=False)
+            async with self._finished(conn):
+                yield _InlineConnection(conn)
+
+    async def _begin(self, *, write: bool) -> sa.Connection:
+        """A pooled connection in a transaction that holds its lock, waited for politely."""
+        deadline = time.monotonic() + self._lock_wait
+        delay = _FIRST_RETRY_SECONDS
+        while True:
+            try:
+                return self._try_begin(write=write)
+            except OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+            delay = min(delay * 2, _MAX_RETRY_SECONDS)
+
+    def _try_begin(self, *, write: bool) -> sa.Connection:
+        conn = self._engine.connect()
+        try:
+            conn.begin()
+            if write:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql(_SNAPSHOT_PROBE).close()
+        except BaseException:
+            conn.rollback()
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    @asynccontextmanager
+    async def _finished(conn: sa.Connection) -> AsyncIterator[None]:
+        """Commit when the block ends normally, roll back otherwise; always return it."""
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            conn.close()
+
+    async def dispose(self) -> None:
+        self._engine.dispose()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # We issue BEGIN ourselves; the driver must not open transactions behind our back.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # Lock waits happen in `_SqliteBackend._begin`, asynchronously; never inside SQLite.
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -13,10 +13,9 @@ from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatehouse.server.sessions.repository import Invalidation
-from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.database import Connection, Database
 from gatehouse.server.storage.tables import principal_invalidations
 
 Listener = Callable[[Iterable[UUID]], None]
@@ -30,7 +29,7 @@ class InvalidationLog:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def record(self, conn: AsyncConnection, user_ids: Iterable[UUID], now: datetime) -> None:
+    async def record(self, conn: Connection, user_ids: Iterable[UUID], now: datetime) -> None:
         rows = [{"user_id": uid, "created_at": now} for uid in set(user_ids)]
         if rows:
             await conn.execute(sa.insert(principal_invalidations), rows)

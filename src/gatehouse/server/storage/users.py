@@ -9,11 +9,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatehouse.server.accounts.models import NewUser, User, UserChanges, UserCredentials
 from gatehouse.server.errors import UsernameTakenError
-from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.database import Connection, Database
 from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.tables import sessions, user_roles, users
 
@@ -62,8 +61,17 @@ def _with_roles(*extra: Any) -> sa.Select[Any]:
     )
 
 
+# Every login reads one of these: built once, so each call skips statement construction.
+_CREDENTIALS_BY_NAME = _with_roles(users.c.password_hash).where(
+    users.c.username_canonical == sa.bindparam("name")
+)
+_CREDENTIALS_BY_ID = _with_roles(users.c.password_hash).where(
+    users.c.id == sa.bindparam("id", type_=users.c.id.type)
+)
+
+
 async def revoke_user_sessions(
-    conn: AsyncConnection, user_id: UUID, now: datetime, reason: str, except_session: UUID | None
+    conn: Connection, user_id: UUID, now: datetime, reason: str, except_session: UUID | None
 ) -> int:
     stmt = (
         sa.update(sessions)
@@ -117,14 +125,16 @@ class SqlUserRepository:
             return await _find(conn, user_id)
 
     async def find_credentials(self, username_canonical: str) -> UserCredentials | None:
-        return await self._credentials(users.c.username_canonical == username_canonical)
+        return await self._credentials(_CREDENTIALS_BY_NAME, {"name": username_canonical})
 
     async def find_credentials_by_id(self, user_id: UUID) -> UserCredentials | None:
-        return await self._credentials(users.c.id == user_id)
+        return await self._credentials(_CREDENTIALS_BY_ID, {"id": user_id})
 
-    async def _credentials(self, where: sa.ColumnElement[bool]) -> UserCredentials | None:
+    async def _credentials(
+        self, query: sa.Select[Any], params: dict[str, Any]
+    ) -> UserCredentials | None:
         async with self._db.read() as conn:
-            rows = (await conn.execute(_with_roles(users.c.password_hash).where(where))).all()
+            rows = (await conn.execute(query, params)).all()
         found = users_from_rows(rows)
         if not found:
             return None
@@ -207,14 +217,14 @@ class SqlUserRepository:
         return bool(result.rowcount)
 
 
-async def _find(conn: AsyncConnection, user_id: UUID) -> User | None:
+async def _find(conn: Connection, user_id: UUID) -> User | None:
     rows = (await conn.execute(_with_roles().where(users.c.id == user_id))).all()
     found = users_from_rows(rows)
     return found[0] if found else None
 
 
 async def _insert_roles(
-    conn: AsyncConnection, user_id: UUID, roles: Sequence[str] | frozenset[str]
+    conn: Connection, user_id: UUID, roles: Sequence[str] | frozenset[str]
 ) -> None:
     if roles:
         await conn.execute(
