@@ -53,6 +53,35 @@ def _session_with_user() -> sa.Select[Any]:
     )
 
 
+# The statements of login and refresh, built once: constructing a statement per call costs
+# more CPU than SQLite takes to run it.
+_INSERT_SESSION = sa.insert(sessions)
+_SESSION_BY_REFRESH = _session_with_user().where(
+    sessions.c.refresh_digest == sa.bindparam("digest")
+)
+_SESSION_BY_ROTATED_REFRESH = (
+    _session_with_user()
+    .join(refresh_token_history, refresh_token_history.c.session_id == sessions.c.id)
+    .where(refresh_token_history.c.digest == sa.bindparam("digest"))
+)
+# Compare-and-swap: on PostgreSQL a concurrent UPDATE of the row waits, then re-checks the
+# WHERE and matches nothing; SQLite serialises writers outright.
+_SWAP_REFRESH = (
+    sa.update(sessions)
+    .where(
+        sessions.c.id == sa.bindparam("session_id"),
+        sessions.c.refresh_digest == sa.bindparam("old_digest"),
+        sessions.c.revoked_at.is_(None),
+    )
+    .values(
+        refresh_digest=sa.bindparam("new_digest"),
+        last_used_at=sa.bindparam("now"),
+        refresh_expires_at=sa.bindparam("refresh_expires_at"),
+    )
+)
+_INSERT_ROTATED = sa.insert(refresh_token_history)
+
+
 class SqlSessionRepository:
     """Sessions and refresh-token history. Revocations record an invalidation."""
 
@@ -75,39 +104,28 @@ class SqlSessionRepository:
         )
 
     async def create(self, session: Session, refresh_digest: bytes) -> None:
+        row = {
+            "id": session.id,
+            "user_id": session.user_id,
+            "device_name": session.device_name,
+            "ip_address": session.ip_address,
+            "user_agent": session.user_agent,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
+            "expires_at": session.expires_at,
+            "refresh_expires_at": session.refresh_expires_at,
+            "refresh_digest": refresh_digest,
+        }
         async with self._db.write() as conn:
-            await conn.execute(
-                sa.insert(sessions).values(
-                    id=session.id,
-                    user_id=session.user_id,
-                    device_name=session.device_name,
-                    ip_address=session.ip_address,
-                    user_agent=session.user_agent,
-                    created_at=session.created_at,
-                    last_used_at=session.last_used_at,
-                    expires_at=session.expires_at,
-                    refresh_expires_at=session.refresh_expires_at,
-                    refresh_digest=refresh_digest,
-                )
-            )
+            await conn.execute(_INSERT_SESSION, row)
 
     async def find_by_refresh(self, digest: bytes) -> RefreshLookup | None:
+        params = {"digest": digest}
         async with self._db.read() as conn:
-            rows = (
-                await conn.execute(_session_with_user().where(sessions.c.refresh_digest == digest))
-            ).all()
+            rows = (await conn.execute(_SESSION_BY_REFRESH, params)).all()
             current = bool(rows)
             if not rows:
-                rows = (
-                    await conn.execute(
-                        _session_with_user()
-                        .join(
-                            refresh_token_history,
-                            refresh_token_history.c.session_id == sessions.c.id,
-                        )
-                        .where(refresh_token_history.c.digest == digest)
-                    )
-                ).all()
+                rows = (await conn.execute(_SESSION_BY_ROTATED_REFRESH, params)).all()
         if not rows:
             return None
         return RefreshLookup(
@@ -124,27 +142,21 @@ class SqlSessionRepository:
         refresh_expires_at: datetime,
     ) -> bool:
         async with self._db.write() as conn:
-            # Compare-and-swap: on PostgreSQL a concurrent UPDATE of the row waits, then
-            # re-checks the WHERE and matches nothing; SQLite serialises writers outright.
             result = await conn.execute(
-                sa.update(sessions)
-                .where(
-                    sessions.c.id == session_id,
-                    sessions.c.refresh_digest == old_digest,
-                    sessions.c.revoked_at.is_(None),
-                )
-                .values(
-                    refresh_digest=new_digest,
-                    last_used_at=now,
-                    refresh_expires_at=refresh_expires_at,
-                )
+                _SWAP_REFRESH,
+                {
+                    "session_id": session_id,
+                    "old_digest": old_digest,
+                    "new_digest": new_digest,
+                    "now": now,
+                    "refresh_expires_at": refresh_expires_at,
+                },
             )
             if result.rowcount != 1:
                 return False
             await conn.execute(
-                sa.insert(refresh_token_history).values(
-                    digest=old_digest, session_id=session_id, rotated_at=now
-                )
+                _INSERT_ROTATED,
+                {"digest": old_digest, "session_id": session_id, "rotated_at": now},
             )
             return True
 
