@@ -51,6 +51,7 @@ async def mint(sessions: SessionService, user: User, count: int) -> list[str]:
 
 async def main(args: argparse.Namespace) -> int:
     services = build_services(Settings())
+    await services.start()  # as the server does; this also keeps SQLite's WAL checkpointed
     try:
         user = await services.accounts.find_by_username(args.username)
         if user is None:

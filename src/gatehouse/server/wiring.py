@@ -52,7 +52,8 @@ class Services:
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Load (or create) the signing keys and start watching for invalidations.
+        """Load (or create) the signing keys; start watching for invalidations and, on
+        SQLite, checkpointing the write-ahead log.
 
         A database that is down is not fatal here: the process starts, answers 503 on
         /readyz and on routes that need storage, and loads the keys on first use.
@@ -62,6 +63,7 @@ class Services:
         except StorageUnavailableError:
             log.warning("database unavailable at start; signing keys will load on first use")
         self._background.append(asyncio.create_task(self.watcher.run()))
+        self._background.append(asyncio.create_task(self.db.keep_checkpointed()))
 
     async def close(self) -> None:
         for task in self._background:

@@ -31,8 +31,10 @@ A database that cannot be reached, or stays locked past the wait, surfaces as
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -47,6 +49,8 @@ from sqlalchemy.sql.expression import Executable
 
 from gatehouse.server.errors import StorageUnavailableError
 
+log = logging.getLogger("gatehouse")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -54,6 +58,12 @@ T = TypeVar("T")
 SQLITE_LOCK_WAIT_SECONDS = 10.0
 _FIRST_RETRY_SECONDS = 0.001
 _MAX_RETRY_SECONDS = 0.05
+# How often the server copies SQLite's WAL back into the database file (see `checkpoint`).
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+# A WAL longer than this (frames of 4 KiB: 32 MiB) that background checkpoints did not catch
+# up with (writes kept coming) gets one checkpoint while writers wait, so it can start over.
+_CATCH_UP_FRAMES = 8192
+_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 # Starts a read transaction's snapshot: any statement that reads the file does.
 _SNAPSHOT_PROBE = "SELECT 1 FROM sqlite_schema LIMIT 1"
 
@@ -118,6 +128,31 @@ class Database:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    async def checkpoint(self) -> int:
+        """Copy SQLite's whole WAL into the database file, while this process's writers
+        wait; return the number of frames copied. Does nothing on PostgreSQL.
+
+        The serving connections never checkpoint by themselves (it fsyncs: 30-50 ms here,
+        on the loop thread); the server's `Services` runs `keep_checkpointed` instead.
+        """
+        _log, done = await self._backend.checkpoint(catch_up=True)
+        return done
+
+    async def keep_checkpointed(self, interval: float = CHECKPOINT_INTERVAL_SECONDS) -> None:
+        """Every `interval` seconds with writes in it, checkpoint from a worker thread
+        beside the writers (PASSIVE: nobody waits). The WAL starts over only when a write
+        finds it wholly copied, which a steady stream of writes never allows; so once it
+        has grown past _CATCH_UP_FRAMES, checkpoint once more with this process's writers
+        waiting. Runs until cancelled; returns at once on PostgreSQL.
+        """
+        while await self._backend.writes_after(interval):
+            try:
+                log_frames, _done = await self._backend.checkpoint(catch_up=False)
+                if log_frames >= _CATCH_UP_FRAMES:
+                    await self._backend.checkpoint(catch_up=True)
+            except StorageUnavailableError:
+                log.warning("SQLite checkpoint failed; will retry", exc_info=True)
+
     async def dispose(self) -> None:
         await self._backend.dispose()
 
@@ -125,6 +160,12 @@ class Database:
 class _Backend(Protocol):
     def transaction(self, *, write: bool) -> AbstractAsyncContextManager[Connection]:
         """A `Connection` inside a transaction; failures to reach the database translated."""
+
+    async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
+        """Checkpoint; return (frames in the WAL, frames copied)."""
+
+    async def writes_after(self, interval: float) -> bool:
+        """Wait `interval`, then until something was written; False if never needed."""
 
     async def dispose(self) -> None: ...
 
@@ -154,6 +195,12 @@ class _AsyncBackend:
             if _is_unavailable(exc):
                 raise StorageUnavailableError from exc
             raise
+
+    async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
+        return 0, 0
+
+    async def writes_after(self, interval: float) -> bool:
+        return False
 
     async def dispose(self) -> None:
         await self._engine.dispose()
@@ -193,6 +240,12 @@ class _SqliteBackend:
         )
         event.listen(self._engine, "connect", _on_sqlite_connect)
         self._writer = asyncio.Lock()
+        self._path = url.database or ""
+        self._checkpointer: sqlite3.Connection | None = None
+        # A cancelled checkpoint runs on in its thread: this keeps the next one, and
+        # `dispose`, from touching the connection meanwhile.
+        self._checkpointer_lock = threading.Lock()
+        self._written = asyncio.Event()  # set by every write since the last checkpoint
 
     @asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[Connection]:
@@ -208,6 +261,8 @@ class _SqliteBackend:
                 raise
             else:
                 conn.commit()
+                if write:
+                    self._written.set()
             finally:
                 conn.close()
         except Exception as exc:
@@ -248,7 +303,43 @@ class _SqliteBackend:
             raise
         return conn
 
+    async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
+        # Catching up means holding the writer lock: with no writes of ours appending
+        # meanwhile, the checkpoint copies the whole WAL and the next write starts it over
+        # (truncated to journal_size_limit). Beside a steady stream of writes a checkpoint
+        # never catches up, and the WAL would grow without end.
+        self._written.clear()
+        try:
+            if not catch_up:
+                return await asyncio.to_thread(self._checkpoint_sync)
+            async with self._writer:
+                return await asyncio.to_thread(self._checkpoint_sync)
+        except sqlite3.Error as exc:
+            raise StorageUnavailableError from exc
+
+    async def writes_after(self, interval: float) -> bool:
+        await asyncio.sleep(interval)
+        await self._written.wait()
+        return True
+
+    def _checkpoint_sync(self) -> tuple[int, int]:
+        with self._checkpointer_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+            # Another process checkpointing at this moment is not an error (it does the
+            # job); this one then reports -1s.
+            _busy, log_frames, done = self._checkpointer.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+            return int(log_frames), int(done)
+
     async def dispose(self) -> None:
+        with self._checkpointer_lock:  # waits out a checkpoint still running in its thread
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._engine.dispose()
 
 
@@ -261,4 +352,9 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # A checkpoint writes the WAL back into the file and fsyncs: 30-50 ms here, too long
+    # for the loop thread. `Database.keep_checkpointed` does it from a worker thread.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    # After a checkpoint empties it, the WAL file shrinks back to at most this size.
+    cursor.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
     cursor.close()
