@@ -21,7 +21,9 @@ unchanged on both backends:
     something else between statements would ever need a second connection);
   - writers of one process also queue on an asyncio lock, in order, before they take a
     connection, so they do not spin against each other; the SQLite lock orders them
-    against other processes (other workers, the CLI).
+    against other processes (other workers, the CLI);
+  - connections never checkpoint the WAL themselves (it fsyncs: 30-50 ms here); a
+    background task does it from a worker thread (`Database.keep_checkpointed`).
   Reads see one snapshot for their whole transaction, like PostgreSQL's.
 
 A database that cannot be reached, or stays locked past the wait, surfaces as
