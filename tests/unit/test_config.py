@@ -39,6 +39,8 @@ def test_plain_database_urls_get_their_drivers() -> None:
         {"secret_key": "too-short"},
         {"issuer": "ftp://x"},
         {"password_hashing": "md5"},
+        {"session_retention": 60},
+        {"session_retention": "P4000D"},
     ],
 )
 def test_invalid_settings_are_refused_at_start(values: dict[str, object]) -> None:
@@ -51,6 +53,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     """GATEHOUSE_* variables set the fields."""
     monkeypatch.setenv("GATEHOUSE_ACCESS_TOKEN_TTL", "300")
     monkeypatch.setenv("GATEHOUSE_ISSUER", "https://login.example.com/")
+    monkeypatch.setenv("GATEHOUSE_SESSION_RETENTION", "P7D")
     settings = Settings()
     assert settings.access_token_ttl == timedelta(minutes=5)
+    assert settings.session_retention == timedelta(days=7)
     assert settings.issuer == "https://login.example.com"

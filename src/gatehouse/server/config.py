@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="How soon other workers and hosts see a revoked session or changed user.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    session_retention: timedelta = Field(
+        default=timedelta(days=30),
+        description="How long an ended session is kept before it and its refresh-token "
+        "history are deleted.",
+    )
 
     @field_validator(
         "access_token_ttl",
@@ -74,6 +79,7 @@ class Settings(BaseSettings):
         "token_leeway",
         "key_refresh_interval",
         "revocation_poll_interval",
+        "session_retention",
         mode="before",
     )
     @classmethod
@@ -129,6 +135,8 @@ class Settings(BaseSettings):
             raise ValueError("GATEHOUSE_TOKEN_LEEWAY must be between 0 and 5 minutes")
         if not timedelta(milliseconds=50) <= self.revocation_poll_interval <= timedelta(seconds=10):
             raise ValueError("GATEHOUSE_REVOCATION_POLL_INTERVAL must be between 0.05 and 10 s")
+        if not timedelta(hours=1) <= self.session_retention <= timedelta(days=3650):
+            raise ValueError("GATEHOUSE_SESSION_RETENTION must be between 1 hour and 10 years")
         if self.key_refresh_interval < timedelta(seconds=1):
             raise ValueError("GATEHOUSE_KEY_REFRESH_INTERVAL must be at least 1 s")
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 
 from gatehouse.server.accounts.admin import AdminService
@@ -35,6 +36,9 @@ log = logging.getLogger("gatehouse")
 _VERIFIED_TOKEN_CACHE = 10_000
 # A cached principal is re-read from the database at least this often, whatever happens.
 _PRINCIPAL_CACHE_TTL_SECONDS = 30.0
+# Ended sessions are pruned this often, first 1-2 minutes after start (spread over workers).
+_PRUNE_INTERVAL_SECONDS = 3600.0
+_PRUNE_FIRST_AFTER_SECONDS = (60.0, 120.0)
 
 
 @dataclass(slots=True)
@@ -52,8 +56,8 @@ class Services:
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Load (or create) the signing keys; start watching for invalidations and, on
-        SQLite, checkpointing the write-ahead log.
+        """Load (or create) the signing keys; start the background tasks: watching for
+        invalidations, pruning ended sessions and, on SQLite, checkpointing the WAL.
 
         A database that is down is not fatal here: the process starts, answers 503 on
         /readyz and on routes that need storage, and loads the keys on first use.
@@ -64,6 +68,17 @@ class Services:
             log.warning("database unavailable at start; signing keys will load on first use")
         self._background.append(asyncio.create_task(self.watcher.run()))
         self._background.append(asyncio.create_task(self.db.keep_checkpointed()))
+        self._background.append(asyncio.create_task(self._keep_pruning()))
+
+    async def _keep_pruning(self) -> None:
+        await asyncio.sleep(random.uniform(*_PRUNE_FIRST_AFTER_SECONDS))  # noqa: S311
+        while True:
+            try:
+                if deleted := await self.sessions.prune_ended():
+                    log.info("pruned %d rows of sessions that ended long ago", deleted)
+            except StorageUnavailableError:
+                log.warning("pruning ended sessions failed; will retry")
+            await asyncio.sleep(_PRUNE_INTERVAL_SECONDS)
 
     async def close(self) -> None:
         for task in self._background:
@@ -140,6 +155,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         idle_ttl_seconds=settings.refresh_idle_ttl.total_seconds(),
         absolute_ttl_seconds=settings.refresh_absolute_ttl.total_seconds(),
+        retention_seconds=settings.session_retention.total_seconds(),
     )
     return Services(
         settings=settings,

@@ -44,6 +44,12 @@ class SessionRepository(Protocol):
 
     async def list_active(self, user_id: UUID, *, now: datetime) -> list[Session]: ...
 
+    async def delete_ended(self, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` rows of sessions that ended (revoked, or past their refresh
+        expiry) before `before`: their refresh-token history first, then the sessions.
+        Returns how many rows went; call again until it returns 0."""
+        ...
+
     async def find_principal(
         self, session_id: UUID, user_id: UUID, *, now: datetime
     ) -> tuple[User, datetime] | None:

@@ -7,6 +7,7 @@ twice in parallel with one token loses the session, exactly as an attacker repla
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from uuid import UUID
@@ -32,6 +33,8 @@ from gatehouse.verifier import (
 )
 
 REFRESH_TOKEN_PREFIX = "ghr_"
+# Rows per pruning transaction: a few milliseconds of work on SQLite.
+_PRUNE_BATCH = 500
 _MAX_REFRESH_TOKEN_LENGTH = 128
 
 
@@ -50,6 +53,7 @@ class SessionService:
         clock: Clock,
         idle_ttl_seconds: float,
         absolute_ttl_seconds: float,
+        retention_seconds: float,
     ) -> None:
         self._sessions = sessions
         self._issuer = issuer
@@ -60,6 +64,7 @@ class SessionService:
         self._clock = clock
         self._idle = idle_ttl_seconds
         self._absolute = absolute_ttl_seconds
+        self._retention = retention_seconds
 
     async def open(self, user: User, client: ClientInfo) -> TokenPair:
         """Start a session for a freshly authenticated user and return its first pair."""
@@ -181,6 +186,22 @@ class SessionService:
 
     async def logout_all(self, user_id: UUID) -> int:
         return await self._sessions.revoke_all(user_id, now=self._clock.now(), reason="logout_all")
+
+    async def prune_ended(self) -> int:
+        """Delete what is left of sessions that ended more than the retention ago (revoked,
+        logged out or expired) with their refresh-token history; return the rows deleted.
+
+        A pruned session's tokens are refused exactly as before (unknown instead of ended),
+        so this changes no answer; it only keeps the tables from growing without end.
+        Works in small transactions with a yield between them, so it never holds the
+        database or the event loop for long.
+        """
+        before = self._clock.now() - timedelta(seconds=self._retention)
+        total = 0
+        while deleted := await self._sessions.delete_ended(before, limit=_PRUNE_BATCH):
+            total += deleted
+            await asyncio.sleep(0)
+        return total
 
     async def _pair(self, user: User, session_id: UUID, refresh_token: str) -> TokenPair:
         access = await self._issuer.issue(subject=user.id, session_id=session_id, roles=user.roles)

@@ -81,6 +81,29 @@ _SWAP_REFRESH = (
 )
 _INSERT_ROTATED = sa.insert(refresh_token_history)
 
+# A session has ended once it is revoked or its refresh token expires (refresh_expires_at
+# never exceeds the absolute expires_at). Both columns are indexed.
+# A session has ended once it is revoked or its refresh token expires (refresh_expires_at
+# never exceeds the absolute expires_at). Both columns are indexed. Deletion goes in
+# batches of bounded size: a long-lived session has one history row per refresh.
+_ENDED = sa.or_(
+    sessions.c.refresh_expires_at < sa.bindparam("before"),
+    sessions.c.revoked_at < sa.bindparam("before"),
+)
+_LIMIT = sa.bindparam("limit", type_=sa.Integer())
+_DELETE_ENDED_HISTORY = sa.delete(refresh_token_history).where(
+    refresh_token_history.c.digest.in_(
+        sa.select(refresh_token_history.c.digest)
+        .join(sessions, sessions.c.id == refresh_token_history.c.session_id)
+        .where(_ENDED)
+        .limit(_LIMIT)
+    )
+)
+# Run once no history of ended sessions is left, so the foreign key has nothing to cascade.
+_DELETE_ENDED_SESSIONS = sa.delete(sessions).where(
+    sessions.c.id.in_(sa.select(sessions.c.id).where(_ENDED).limit(_LIMIT))
+)
+
 
 class SqlSessionRepository:
     """Sessions and refresh-token history. Revocations record an invalidation."""
@@ -201,6 +224,14 @@ class SqlSessionRepository:
         async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_session(row) for row in rows]
+
+    async def delete_ended(self, before: datetime, *, limit: int) -> int:
+        params = {"before": before, "limit": limit}
+        async with self._db.write() as conn:
+            deleted = (await conn.execute(_DELETE_ENDED_HISTORY, params)).rowcount
+            if not deleted:
+                deleted = (await conn.execute(_DELETE_ENDED_SESSIONS, params)).rowcount
+        return int(deleted)
 
     async def find_principal(
         self, session_id: UUID, user_id: UUID, *, now: datetime

@@ -79,11 +79,13 @@ sessions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("last_used_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
-    sa.Column("refresh_expires_at", UTCDateTime(), nullable=False),
+    # Indexed for pruning: a session has ended once either is in the past (see
+    # SqlSessionRepository.delete_ended); refresh_expires_at never exceeds expires_at.
+    sa.Column("refresh_expires_at", UTCDateTime(), nullable=False, index=True),
     # The digest of the one live refresh token of this session: rotation is a
     # compare-and-swap on this column, so a session can never have two.
     sa.Column("refresh_digest", sa.LargeBinary(32), nullable=False, unique=True),
-    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True, index=True),
     sa.Column("revoked_reason", sa.String(32), nullable=True),
 )
 
