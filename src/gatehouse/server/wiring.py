@@ -76,8 +76,8 @@ class Services:
             try:
                 if deleted := await self.sessions.prune_ended():
                     log.info("pruned %d rows of sessions that ended long ago", deleted)
-            except StorageUnavailableError:
-                log.warning("pruning ended sessions failed; will retry")
+            except Exception:  # a background loop must outlive any one failure
+                log.warning("pruning ended sessions failed; will retry", exc_info=True)
             await asyncio.sleep(_PRUNE_INTERVAL_SECONDS)
 
     async def close(self) -> None:

@@ -138,7 +138,7 @@ class Database:
         on the loop thread); the server's `Services` runs `keep_checkpointed` instead.
         """
         _log, done = await self._backend.checkpoint(catch_up=True)
-        return done
+        return max(done, 0)  # -1: another process was checkpointing at that moment
 
     async def keep_checkpointed(self, interval: float = CHECKPOINT_INTERVAL_SECONDS) -> None:
         """Every `interval` seconds with writes in it, checkpoint from a worker thread
@@ -152,7 +152,7 @@ class Database:
                 log_frames, _done = await self._backend.checkpoint(catch_up=False)
                 if log_frames >= _CATCH_UP_FRAMES:
                     await self._backend.checkpoint(catch_up=True)
-            except StorageUnavailableError:
+            except Exception:  # a background loop must outlive any one failure
                 log.warning("SQLite checkpoint failed; will retry", exc_info=True)
 
     async def dispose(self) -> None:
