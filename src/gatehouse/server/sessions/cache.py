@@ -5,8 +5,10 @@ for at most `ttl` seconds. It forgets a user's sessions:
 
 - at once, when this process commits a write that ends a session or changes the user
   (the invalidation log publishes to `evict_users` after commit);
-- within one poll interval, when another process or host does (the watcher reads the
-  shared invalidation log and evicts what it finds).
+- within milliseconds, when another process or host does, on PostgreSQL (the watcher
+  listens for the NOTIFY each invalidation sends as it commits);
+- within one poll interval in any case (the watcher also reads the shared invalidation
+  log and evicts what it finds): the only channel on SQLite, the safety net on PostgreSQL.
 
 A lookup that misses reads the database and fills the cache only if no eviction happened
 meanwhile (the generation check), so a revocation racing a miss cannot be cached over. If
@@ -17,6 +19,7 @@ died), the cache stops answering and every request reads the database again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -29,6 +32,9 @@ from gatehouse.server.clock import Clock
 from gatehouse.server.sessions.repository import InvalidationFeed
 
 log = logging.getLogger("gatehouse.sessions")
+
+_FIRST_LISTEN_RETRY_SECONDS = 1.0
+_MAX_LISTEN_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,8 @@ class InvalidationWatcher:
         self._retention = retention
         self._seen: dict[int, datetime] = {}
         self._last_prune = time.monotonic()
+        # Set while notifications are being received (PostgreSQL); for tests and health.
+        self.listening = asyncio.Event()
 
     async def poll_once(self) -> None:
         now = self._clock.now()
@@ -136,10 +144,31 @@ class InvalidationWatcher:
             await self._feed.prune(now - self._retention)
 
     async def run(self) -> None:
-        """Poll forever; failures only make the cache stand aside until the next success."""
-        while True:
+        """Listen and poll forever; a failed poll makes the cache stand aside until the
+        next success, a lost listener is reopened (polls cover the gap)."""
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                try:
+                    await self.poll_once()
+                except Exception:  # a background loop must outlive any one failure
+                    log.warning("invalidation poll failed; the principal cache stands aside")
+                await asyncio.sleep(self._interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        backoff = _FIRST_LISTEN_RETRY_SECONDS
+        while self._feed.pushes:
             try:
-                await self.poll_once()
+                await self._feed.listen(self._cache.evict_users, self.listening.set)
             except Exception:  # a background loop must outlive any one failure
-                log.warning("invalidation poll failed; the principal cache stands aside")
-            await asyncio.sleep(self._interval)
+                if self.listening.is_set():
+                    backoff = _FIRST_LISTEN_RETRY_SECONDS
+                log.warning("invalidation notifications lost; polling only until they resume")
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_LISTEN_RETRY_SECONDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -68,6 +69,22 @@ class Invalidation:
 
 
 class InvalidationFeed(Protocol):
+    @property
+    def pushes(self) -> bool:
+        """Whether `listen` delivers invalidations as they happen."""
+        ...
+
+    async def listen(
+        self, on_invalidated: Callable[[set[UUID]], None], ready: Callable[[], None]
+    ) -> None:
+        """Deliver the user ids of invalidations as any process commits them, until
+        cancelled (`ready` once listening); return at once if the store cannot push.
+
+        Raises:
+            StorageUnavailableError: the push channel could not be opened or was lost.
+        """
+        ...
+
     async def recent(self, since: datetime) -> list[Invalidation]:
         """Invalidations recorded at or after `since`, by any process."""
         ...

@@ -33,6 +33,7 @@ A database that cannot be reached, or stays locked past the wait, surfaces as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sqlite3
@@ -42,6 +43,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, make_url
@@ -56,6 +58,7 @@ log = logging.getLogger("gatehouse")
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_LISTEN_CONNECT_TIMEOUT_SECONDS = 5.0
 # How long a SQLite transaction waits for its lock, in total, before answering 503.
 SQLITE_LOCK_WAIT_SECONDS = 10.0
 _FIRST_RETRY_SECONDS = 0.001
@@ -130,6 +133,24 @@ class Database:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    @property
+    def can_listen(self) -> bool:
+        """Whether `listen` can deliver notifications (PostgreSQL) or not (SQLite)."""
+        return not self.is_sqlite
+
+    async def listen(
+        self, channel: str, on_message: Callable[[str], None], ready: Callable[[], None]
+    ) -> None:
+        """Deliver the payload of every NOTIFY on `channel` to `on_message`, on a
+        connection of its own, until cancelled; call `ready` once listening. Returns at
+        once where the database cannot push (SQLite).
+
+        Raises:
+            StorageUnavailableError: the database cannot be reached, or the connection
+                was lost (call again to resume; notifications in between are missed).
+        """
+        await self._backend.listen(channel, on_message, ready)
+
     async def checkpoint(self) -> int:
         """Copy SQLite's whole WAL into the database file, while this process's writers
         wait; return the number of frames copied. Does nothing on PostgreSQL.
@@ -162,6 +183,10 @@ class Database:
 class _Backend(Protocol):
     def transaction(self, *, write: bool) -> AbstractAsyncContextManager[Connection]:
         """A `Connection` inside a transaction; failures to reach the database translated."""
+
+    async def listen(
+        self, channel: str, on_message: Callable[[str], None], ready: Callable[[], None]
+    ) -> None: ...
 
     async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
         """Checkpoint; return (frames in the WAL, frames copied)."""
@@ -197,6 +222,28 @@ class _AsyncBackend:
             if _is_unavailable(exc):
                 raise StorageUnavailableError from exc
             raise
+
+    async def listen(
+        self, channel: str, on_message: Callable[[str], None], ready: Callable[[], None]
+    ) -> None:
+        # A connection outside the pool, made with the arguments SQLAlchemy would use.
+        _args, params = self._engine.dialect.create_connect_args(self._engine.url)
+        try:
+            conn = await asyncpg.connect(**params, timeout=_LISTEN_CONNECT_TIMEOUT_SECONDS)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise StorageUnavailableError from exc
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(
+                channel, lambda _conn, _pid, _channel, payload: on_message(payload)
+            )
+            ready()
+            await lost.wait()
+            raise StorageUnavailableError
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), _LISTEN_CONNECT_TIMEOUT_SECONDS)
 
     async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
         return 0, 0
@@ -304,6 +351,11 @@ class _SqliteBackend:
             conn.close()
             raise
         return conn
+
+    async def listen(
+        self, channel: str, on_message: Callable[[str], None], ready: Callable[[], None]
+    ) -> None:
+        return  # SQLite has no notifications: other processes are seen by polling
 
     async def checkpoint(self, *, catch_up: bool) -> tuple[int, int]:
         # Catching up means holding the writer lock: with no writes of ours appending
