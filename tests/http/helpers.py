@@ -43,6 +43,12 @@ async def signup(client: httpx.AsyncClient, username: str = "alice") -> dict[str
     return await login(client, username)
 
 
+async def on_devices(client: httpx.AsyncClient, *devices: str) -> list[dict[str, Any]]:
+    """Register alice and log in once per device name; return the token pairs in order."""
+    await register(client)
+    return [await login(client, device_name=device) for device in devices]
+
+
 async def admin_pair(client: httpx.AsyncClient, services: Services) -> dict[str, Any]:
     """Create an admin through the service (as the CLI does) and log in."""
     await services.admin.create_user(

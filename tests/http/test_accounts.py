@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from gatehouse.server.accounts.models import UserChanges
 from gatehouse.server.storage.tables import users
 from gatehouse.server.wiring import Services
-from tests.http.helpers import PASSWORD, bearer, login, register, signup
+from tests.http.helpers import PASSWORD, bearer, login, on_devices, register, signup
 
 
 async def test_register_returns_the_new_user_without_secrets(client: httpx.AsyncClient) -> None:
@@ -245,9 +245,7 @@ async def test_change_password_ends_other_sessions_and_keeps_this_one(
     client: httpx.AsyncClient,
 ) -> None:
     """After a change, other sessions' tokens fail, this session works, the new password logs in."""
-    await register(client)
-    here = await login(client, device_name="laptop")
-    other = await login(client, device_name="phone")
+    here, other = await on_devices(client, "laptop", "phone")
     response = await client.post(
         "/users/me/password",
         json={"current_password": PASSWORD, "new_password": "a brand new secret"},

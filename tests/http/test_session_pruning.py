@@ -13,7 +13,7 @@ from gatehouse.server.clock import ManualClock
 from gatehouse.server.sessions import service as session_service
 from gatehouse.server.storage.tables import refresh_token_history, sessions
 from gatehouse.server.wiring import Services
-from tests.http.helpers import bearer, login, register
+from tests.http.helpers import bearer, login, on_devices
 
 
 async def _rows(services: Services) -> tuple[int, int]:
@@ -40,10 +40,9 @@ async def test_sessions_are_pruned_once_ended_for_longer_than_the_retention(
     """Revoked, idle-expired and absolutely expired sessions go 30 days after they ended,
     history first, one row per transaction here; live sessions stay and keep working."""
     monkeypatch.setattr(session_service, "_PRUNE_BATCH", 1)
-    await register(client)
-    kept = await login(client, device_name="kept")  # refreshed, then expires at 30 d
-    revoked = await login(client, device_name="revoked")  # logged out at once
-    idle = await login(client, device_name="idle")  # never refreshed: ends at 14 d
+    # kept: refreshed, then expires at 30 d; revoked: logged out at once; idle: never
+    # refreshed, ends at 14 d.
+    kept, revoked, idle = await on_devices(client, "kept", "revoked", "idle")
     kept = (await _refresh(client, kept["refresh_token"])).json()
     first_revoked_token = revoked["refresh_token"]
     revoked = (await _refresh(client, first_revoked_token)).json()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 
 from gatehouse.server.clock import ManualClock
-from tests.http.helpers import bearer, login, register, signup
+from tests.http.helpers import bearer, login, on_devices, register, signup
 
 
 async def _refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -43,9 +43,7 @@ async def test_a_rotated_refresh_token_presented_again_revokes_the_session(
 
 async def test_reuse_revokes_only_that_session(client: httpx.AsyncClient) -> None:
     """Another device's session survives the reuse of one session's token."""
-    await register(client)
-    victim = await login(client, device_name="a")
-    bystander = await login(client, device_name="b")
+    victim, bystander = await on_devices(client, "a", "b")
     await _refresh(client, victim["refresh_token"])
     await _refresh(client, victim["refresh_token"])
     assert (await client.get("/users/me", headers=bearer(bystander))).status_code == 200
@@ -126,9 +124,7 @@ async def test_deleting_a_session_refuses_its_access_token_at_once(
     client: httpx.AsyncClient,
 ) -> None:
     """DELETE /users/me/sessions/{id} ends that session: its access and refresh tokens fail."""
-    await register(client)
-    here = await login(client, device_name="here")
-    there = await login(client, device_name="there")
+    here, there = await on_devices(client, "here", "there")
     response = await client.delete(
         f"/users/me/sessions/{there['session_id']}", headers=bearer(here)
     )

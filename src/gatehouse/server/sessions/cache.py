@@ -161,9 +161,10 @@ class InvalidationWatcher:
 
     async def _listen(self) -> None:
         backoff = _FIRST_LISTEN_RETRY_SECONDS
-        while self._feed.pushes:
+        while True:
             try:
                 await self._feed.listen(self._cache.evict_users, self.listening.set)
+                return  # the store cannot push (SQLite): polls alone
             except Exception:  # a background loop must outlive any one failure
                 if self.listening.is_set():
                     backoff = _FIRST_LISTEN_RETRY_SECONDS

@@ -69,11 +69,6 @@ class Invalidation:
 
 
 class InvalidationFeed(Protocol):
-    @property
-    def pushes(self) -> bool:
-        """Whether `listen` delivers invalidations as they happen."""
-        ...
-
     async def listen(
         self, on_invalidated: Callable[[set[UUID]], None], ready: Callable[[], None]
     ) -> None:

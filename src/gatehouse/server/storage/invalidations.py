@@ -41,19 +41,16 @@ class InvalidationLog:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    @property
-    def pushes(self) -> bool:
-        """Whether `listen` delivers invalidations as they commit (PostgreSQL)."""
-        return self._db.can_listen
-
     async def record(self, conn: Connection, user_ids: Iterable[UUID], now: datetime) -> None:
         ids = set(user_ids)
         if not ids:
             return
         rows = [{"user_id": uid, "created_at": now} for uid in ids]
         await conn.execute(sa.insert(principal_invalidations), rows)
+        if not self._db.can_listen:
+            return
         payload = ",".join(str(uid) for uid in ids)
-        if self._db.can_listen and len(payload) <= _MAX_NOTIFY_PAYLOAD:
+        if len(payload) <= _MAX_NOTIFY_PAYLOAD:
             await conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
 
     async def listen(
