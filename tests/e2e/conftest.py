@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import Deployment
+from tests.e2e.harness import Deployment, Server, register
 
 # The maintenance database the suite may create databases from (as in tests/conftest.py).
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -24,6 +24,15 @@ POSTGRES_ADMIN_URL = os.environ.get(
 def deployment(tmp_path: Path) -> Deployment:
     """A data dir that does not exist yet, and the base environment of every command."""
     return Deployment.fresh(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def alice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `gatehouse serve` (fresh SQLite data dir) for a module's tests, with alice registered."""
+    deployment = Deployment.fresh(tmp_path_factory.mktemp("serve"))
+    with deployment.serve() as running, running.client() as client:
+        register(client, "alice")
+        yield running
 
 
 @contextlib.asynccontextmanager

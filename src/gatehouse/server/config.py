@@ -7,13 +7,16 @@ messages that name the variable and never print a secret.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
@@ -71,6 +74,13 @@ class Settings(BaseSettings):
         description="How long an ended session is kept before it and its refresh-token "
         "history are deleted.",
     )
+    trusted_proxies: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = Field(
+        default=(),
+        description="Peers whose X-Forwarded-For / Forwarded headers name the client: "
+        "addresses or CIDR networks, comma-separated. Default: none (loopback included).",
+    )
 
     @field_validator(
         "access_token_ttl",
@@ -91,6 +101,32 @@ class Settings(BaseSettings):
             except ValueError:
                 return value
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """A comma- or space-separated list (or a JSON list) of addresses and CIDR networks."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("is not a valid JSON list") from None
+            else:
+                value = [item for item in re.split(r"[\s,]+", text) if item]
+        if not isinstance(value, list | tuple):
+            return value
+        networks = []
+        for position, item in enumerate(value, start=1):
+            try:
+                networks.append(ipaddress.ip_network(str(item).strip()))
+            except ValueError:
+                # Name the position, not the text: the loader never prints a value back.
+                raise ValueError(
+                    f"entry {position} is not an IP address or a CIDR network without host bits"
+                ) from None
+        return tuple(networks)
 
     @field_validator("issuer")
     @classmethod

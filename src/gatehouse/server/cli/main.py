@@ -120,6 +120,13 @@ def serve(
         log_level="info",
         access_log=access_log,
         server_header=False,
+        # Upgrade offers (h2c from every JDK client) are served as plain HTTP/1.1: see
+        # http/protocol.py. Gatehouse serves no WebSocket, so no upgrade is ever accepted.
+        http="gatehouse.server.http.protocol:GatehouseHttpProtocol",
+        ws="none",
+        # The client address comes from GATEHOUSE_TRUSTED_PROXIES (http/client_address.py);
+        # uvicorn's default would trust X-Forwarded-For from any local process.
+        proxy_headers=False,
     )
 
 

@@ -2,21 +2,44 @@
 
 `create_app()` is the ASGI entry point (uvicorn runs it with `factory=True`). It builds
 Settings and services unless given them, which is how tests inject theirs.
+
+The front door, outermost first: `SecurityHeaders` (every response, a 500 included, so it
+sits outside Starlette's error middleware), `ClientAddress` (only when proxies are
+trusted), Starlette's error handling, `BodySizeLimit`, the routers.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 import gatehouse
 from gatehouse.server.config import Settings
 from gatehouse.server.http import errors
+from gatehouse.server.http.client_address import ClientAddress
+from gatehouse.server.http.headers import SecurityHeaders
 from gatehouse.server.http.middleware import BodySizeLimit
-from gatehouse.server.http.routers import admin, auth, health, oauth, users, wellknown
+from gatehouse.server.http.routers import admin, auth, docs, health, oauth, users, wellknown
 from gatehouse.server.wiring import Services, build_services
+
+
+class GatehouseApp(FastAPI):
+    """FastAPI with the front-door layers wrapped around Starlette's whole stack."""
+
+    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front_settings = settings
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        settings = self._front_settings
+        if settings.trusted_proxies:
+            app = ClientAddress(app, trusted=settings.trusted_proxies)
+        return SecurityHeaders(app, hsts=settings.issuer.startswith("https://"))
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -32,19 +55,22 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         finally:
             await services.close()
 
-    docs = settings.docs_enabled
-    app = FastAPI(
+    app = GatehouseApp(
+        settings=settings,
         title="Gatehouse",
         version=gatehouse.__version__,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        # /docs is ours (routers/docs.py): self-hosted assets, no inline script.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json" if docs else None,
-        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if docs else None,
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.services = services
     errors.install(app)
     for module in (auth, oauth, users, admin, wellknown, health):
         app.include_router(module.router)
+    if settings.docs_enabled:
+        app.include_router(docs.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
