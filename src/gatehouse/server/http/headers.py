@@ -29,7 +29,8 @@ BASE_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
 )
 # Defaults a route may replace by setting the header itself.
-_OVERRIDABLE = frozenset({b"content-security-policy", b"cache-control"})
+_API_CSP, _NO_STORE = BASE_SECURITY_HEADERS[-2:]
+_OVERRIDABLE = frozenset({_API_CSP[0], _NO_STORE[0]})
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
@@ -40,20 +41,30 @@ class SecurityHeaders:
         self.app = app
         fixed = [h for h in BASE_SECURITY_HEADERS if h[0] not in _OVERRIDABLE]
         self._fixed = (*fixed, HSTS) if hsts else tuple(fixed)
-        self._defaults = tuple(h for h in BASE_SECURITY_HEADERS if h[0] in _OVERRIDABLE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        fixed = self._fixed
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [h for h in self._defaults if h[0] not in present]
-                headers += self._fixed
-                message = {**message, "headers": headers}
+                # Starlette hands over a fresh list per response; anything else is copied.
+                raw = message.get("headers")
+                headers = raw if type(raw) is list else list(raw or ())
+                csp = cache = False
+                for name, _ in headers:  # ASGI header names are lower-case
+                    if name == b"content-security-policy":
+                        csp = True
+                    elif name == b"cache-control":
+                        cache = True
+                if not csp:
+                    headers.append(_API_CSP)
+                if not cache:
+                    headers.append(_NO_STORE)
+                headers.extend(fixed)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
