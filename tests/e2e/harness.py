@@ -233,6 +233,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def eventually_status(client: httpx.Client, headers: dict[str, str], status: int) -> bool:
+    """Poll GET /users/me with `headers` for up to 3 s until it answers `status`."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if client.get("/users/me", headers=headers).status_code == status:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def register(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, Any]:
     response = client.post("/auth/register", json={"username": username, "password": password})
     assert response.status_code == 201, response.text

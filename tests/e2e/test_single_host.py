@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import httpx
 import jwt
 
 from tests.e2e.harness import (
@@ -13,6 +12,7 @@ from tests.e2e.harness import (
     Deployment,
     assert_clean_failure,
     bearer,
+    eventually_status,
     file_mode,
     login,
     register,
@@ -70,16 +70,6 @@ def test_first_admin_comes_from_the_cli_while_the_server_runs(deployment: Deploy
         assert client.get("/admin/users").status_code == 401
 
 
-def _eventually_status(client: httpx.Client, token: str, status: int) -> bool:
-    """Poll GET /users/me for up to 3 s until it answers `status`."""
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        if client.get("/users/me", headers=bearer(token)).status_code == status:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_users_cli_lists_sets_roles_and_deactivates(deployment: Deployment) -> None:
     """`gatehouse users list`, `set-roles` and `deactivate` print one line per result and change
     what the running server allows; the server refuses a deactivated user's access token
@@ -104,7 +94,7 @@ def test_users_cli_lists_sets_roles_and_deactivates(deployment: Deployment) -> N
         deactivated = deployment.cli("users", "deactivate", "bob")
         assert deactivated.returncode == 0, deactivated.stderr
         assert deactivated.stdout == "bob: deactivated, sessions ended\n"
-        assert _eventually_status(client, bob_token, 401)
+        assert eventually_status(client, bearer(bob_token), 401)
 
         listed = deployment.cli("users", "list")
         rows = {tuple(line.split()[1:]) for line in listed.stdout.splitlines()}

@@ -8,13 +8,16 @@ that is safe to show: it never contains a submitted value or a secret.
     │   ├── InvalidUsernameError     invalid_username
     │   ├── WeakPasswordError        weak_password
     │   ├── InvalidRoleError         invalid_role
+    │   ├── InvalidScopeError        invalid_scope (RFC 6749 s5.2)
     │   └── UnsupportedGrantTypeError  unsupported_grant_type (RFC 6749 s5.2)
     ├── AuthenticationError          (401)
     │   ├── InvalidCredentialsError  invalid_credentials
+    │   ├── InvalidClientError       invalid_client (RFC 6749 s5.2)
     │   ├── NotAuthenticatedError    not_authenticated
     │   └── InvalidAccessTokenError  invalid_token
     ├── InvalidGrantError            invalid_grant (a refresh token or grant that fails)
     ├── PermissionDeniedError        insufficient_scope
+    │   └── SessionRequiredError     session_required
     ├── NotFoundError                not_found
     ├── ConflictError                conflict
     │   ├── UsernameTakenError       username_taken
@@ -58,6 +61,11 @@ class InvalidRoleError(InvalidInputError):
     default_message = "A role name is not allowed."
 
 
+class InvalidScopeError(InvalidInputError):
+    code = "invalid_scope"
+    default_message = "A requested scope is not allowed."
+
+
 class UnsupportedGrantTypeError(InvalidInputError):
     code = "unsupported_grant_type"
     default_message = "The grant type is not supported."
@@ -73,6 +81,13 @@ class InvalidCredentialsError(AuthenticationError):
 
     code = "invalid_credentials"
     default_message = "The username or password is incorrect."
+
+
+class InvalidClientError(AuthenticationError):
+    """Unknown client id, wrong secret, revoked or expired key, inactive owner: one error."""
+
+    code = "invalid_client"
+    default_message = "Client authentication failed."
 
 
 class NotAuthenticatedError(AuthenticationError):
@@ -93,6 +108,14 @@ class InvalidGrantError(GatehouseError):
 class PermissionDeniedError(GatehouseError):
     code = "insufficient_scope"
     default_message = "The caller lacks the role this request needs."
+
+
+class SessionRequiredError(PermissionDeniedError):
+    """A route that acts on the caller's own login (log out, change the password, manage
+    keys) was called with an API key or a client-credentials token."""
+
+    code = "session_required"
+    default_message = "This request needs a signed-in session, not an API key."
 
 
 class NotFoundError(GatehouseError):

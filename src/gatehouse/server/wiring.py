@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from gatehouse.server.accounts.admin import AdminService
 from gatehouse.server.accounts.passwords import PasswordHasher
 from gatehouse.server.accounts.service import AccountService
+from gatehouse.server.apikeys.service import ApiKeyService
+from gatehouse.server.callers import Authenticator
 from gatehouse.server.clock import Clock, SystemClock
 from gatehouse.server.config import DATABASE_FILE_NAME, Settings
 from gatehouse.server.errors import StorageUnavailableError
 from gatehouse.server.secret import SECRET_FILE_NAME, OpaqueTokens, ServerSecret
 from gatehouse.server.sessions.cache import InvalidationWatcher, PrincipalCache
 from gatehouse.server.sessions.service import SessionService
+from gatehouse.server.storage.apikeys import SqlApiKeyRepository
 from gatehouse.server.storage.database import Database
 from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.keys import SqlSigningKeyRepository
@@ -51,6 +54,8 @@ class Services:
     admin: AdminService
     keys: KeyService
     sessions: SessionService
+    api_keys: ApiKeyService
+    authenticator: Authenticator
     verifier: AccessTokenVerifier
     watcher: InvalidationWatcher
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -85,6 +90,7 @@ class Services:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        await self.api_keys.close()
         self.hasher.close()
         await self.db.dispose()
 
@@ -139,15 +145,16 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         fresh_seconds=max(poll.total_seconds() * 8, 2.0),
     )
     invalidations.subscribe(cache.evict_users)
+    issuer = AccessTokenIssuer(
+        keys=keys,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.access_token_ttl,
+        clock=clock,
+    )
     sessions = SessionService(
         sessions=SqlSessionRepository(db, invalidations),
-        issuer=AccessTokenIssuer(
-            keys=keys,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            ttl=settings.access_token_ttl,
-            clock=clock,
-        ),
+        issuer=issuer,
         verifier=verifier,
         keys=keys,
         opaque=OpaqueTokens(secret.derive("gatehouse refresh-token digest v1")),
@@ -156,6 +163,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         idle_ttl_seconds=settings.refresh_idle_ttl.total_seconds(),
         absolute_ttl_seconds=settings.refresh_absolute_ttl.total_seconds(),
         retention_seconds=settings.session_retention.total_seconds(),
+    )
+    api_keys = ApiKeyService(
+        keys=SqlApiKeyRepository(db, invalidations),
+        opaque=OpaqueTokens(secret.derive("gatehouse api-key digest v1")),
+        cache=cache,
+        issuer=issuer,
+        clock=clock,
     )
     return Services(
         settings=settings,
@@ -166,6 +180,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         admin=AdminService(users=users, accounts=accounts, clock=clock),
         keys=keys,
         sessions=sessions,
+        api_keys=api_keys,
+        authenticator=Authenticator(sessions=sessions, api_keys=api_keys),
         verifier=verifier,
         watcher=InvalidationWatcher(feed=invalidations, cache=cache, clock=clock, interval=poll),
     )

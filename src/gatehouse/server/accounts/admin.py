@@ -6,8 +6,6 @@ service guards against self-lockout: an admin cannot deactivate, delete or demot
 
 from __future__ import annotations
 
-import base64
-import binascii
 from uuid import UUID
 
 from gatehouse.server.accounts.models import ADMIN_ROLE, User, UserChanges, UserPage
@@ -15,7 +13,8 @@ from gatehouse.server.accounts.names import canonical_roles, canonical_username
 from gatehouse.server.accounts.repository import UserRepository
 from gatehouse.server.accounts.service import AccountService
 from gatehouse.server.clock import Clock
-from gatehouse.server.errors import InvalidInputError, NotFoundError, SelfLockoutError
+from gatehouse.server.errors import NotFoundError, SelfLockoutError
+from gatehouse.server.pagination import decode_cursor, encode_cursor
 
 
 class AdminService:
@@ -42,12 +41,12 @@ class AdminService:
         canonical_prefix = canonical_username(prefix)[1] if prefix else None
         if role is not None:
             canonical_roles({role})
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         users = await self._users.list(
             prefix=canonical_prefix, role=role, limit=limit + 1, after=after
         )
         next_cursor = (
-            _encode_cursor(users[limit - 1].username_canonical) if len(users) > limit else None
+            encode_cursor(users[limit - 1].username_canonical) if len(users) > limit else None
         )
         return UserPage(items=users[:limit], next_cursor=next_cursor)
 
@@ -58,6 +57,10 @@ class AdminService:
         return await self._accounts.register(
             username, password, email=email, roles=canonical_roles(roles)
         )
+
+    async def create_service_account(self, username: str, *, roles: frozenset[str]) -> User:
+        """Raises: InvalidUsernameError, InvalidRoleError, UsernameTakenError."""
+        return await self._accounts.create_service_account(username, roles=canonical_roles(roles))
 
     async def get_user(self, user_id: UUID) -> User:
         """Raises: NotFoundError."""
@@ -105,15 +108,3 @@ class AdminService:
             raise SelfLockoutError
         if not await self._users.delete(user_id, self._clock.now()):
             raise NotFoundError("No such user.")
-
-
-def _encode_cursor(username_canonical: str) -> str:
-    return base64.urlsafe_b64encode(username_canonical.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise InvalidInputError("The cursor is malformed.", field="cursor") from exc

@@ -8,6 +8,8 @@ from uuid import UUID
 
 ADMIN_ROLE = "admin"
 USER_ROLE = "user"
+# The stored "hash" of a service account: no hasher recognises it, so no password matches.
+NO_PASSWORD = "!"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,8 @@ class User:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    # A service account has no password and cannot log in; it only holds API keys.
+    is_service_account: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -43,6 +47,7 @@ class NewUser:
     password_hash: str
     roles: frozenset[str]
     created_at: datetime
+    is_service_account: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from uuid import UUID
 
-from gatehouse.server.accounts.models import USER_ROLE, NewUser, User, UserChanges
+from gatehouse.server.accounts.models import NO_PASSWORD, USER_ROLE, NewUser, User, UserChanges
 from gatehouse.server.accounts.names import canonical_username
 from gatehouse.server.accounts.passwords import (
     PasswordHasher,
@@ -49,6 +49,26 @@ class AccountService:
         display, canonical = canonical_username(username)
         normalised = check_new_password(password, username_canonical=canonical)
         password_hash = await self._hasher.hash(normalised)
+        return await self._add(display, canonical, email, password_hash, roles)
+
+    async def create_service_account(self, username: str, *, roles: frozenset[str]) -> User:
+        """A user without a password: it cannot log in, it only holds API keys.
+
+        Raises: InvalidUsernameError, UsernameTakenError.
+        """
+        display, canonical = canonical_username(username)
+        return await self._add(display, canonical, None, NO_PASSWORD, roles, service=True)
+
+    async def _add(
+        self,
+        display: str,
+        canonical: str,
+        email: str | None,
+        password_hash: str,
+        roles: frozenset[str],
+        *,
+        service: bool = False,
+    ) -> User:
         return await self._users.add(
             NewUser(
                 id=uuid.uuid4(),
@@ -58,6 +78,7 @@ class AccountService:
                 password_hash=password_hash,
                 roles=roles,
                 created_at=self._clock.now(),
+                is_service_account=service,
             )
         )
 
@@ -82,12 +103,17 @@ class AccountService:
             await self._hasher.burn(normalised)
             raise InvalidCredentialsError
 
-        # Step 3: verify; an inactive user fails only after the hash, with the same error.
+        # Step 3: a service account has no password: it fails like an unknown user.
+        if credentials.password_hash == NO_PASSWORD:
+            await self._hasher.burn(normalised)
+            raise InvalidCredentialsError
+
+        # Step 4: verify; an inactive user fails only after the hash, with the same error.
         matches, new_hash = await self._hasher.verify(normalised, credentials.password_hash)
         if not matches or not credentials.user.is_active:
             raise InvalidCredentialsError
 
-        # Step 4: an outdated hash (bcrypt, older argon2 parameters) is upgraded now, while
+        # Step 5: an outdated hash (bcrypt, older argon2 parameters) is upgraded now, while
         # the plain password is at hand.
         if new_hash is not None:
             await self._users.set_password_hash(credentials.user.id, new_hash, self._clock.now())
@@ -135,7 +161,7 @@ class AccountService:
             WeakPasswordError: the new password breaks the policy.
         """
         credentials = await self._users.find_credentials_by_id(user_id)
-        if credentials is None:
+        if credentials is None or credentials.password_hash == NO_PASSWORD:
             raise InvalidCredentialsError
         try:
             current_normalised = normalise_password(current)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, NoReturn, Protocol, TypeVar
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 
-from gatehouse.server.accounts.models import ADMIN_ROLE, USER_ROLE, UserChanges
+from gatehouse.server.accounts.models import ADMIN_ROLE, USER_ROLE, User, UserChanges
+from gatehouse.server.apikeys.models import ApiKey
 from gatehouse.server.config import Settings
 from gatehouse.server.errors import GatehouseError, NotFoundError
 from gatehouse.server.storage import migrate
@@ -24,14 +26,37 @@ from gatehouse.server.tokens.service import KeyDecryptionError, is_retired
 from gatehouse.server.wiring import Services, build_services
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 app = typer.Typer(help="Gatehouse authentication server.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+api_keys_app = typer.Typer(help="API keys of users and service accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(api_keys_app, name="api-keys")
+
+
+class _Page(Protocol[T_co]):
+    @property
+    def items(self) -> Sequence[T_co]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+async def _every_page(fetch: Callable[[str | None], Awaitable[_Page[T_co]]]) -> list[T_co]:
+    """Every item of a paged listing, following `next_cursor` to the end."""
+    items: list[T_co] = []
+    cursor = None
+    while True:
+        page = await fetch(cursor)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -178,21 +203,18 @@ def users_list(
 ) -> None:
     """List users."""
 
-    async def work(services: Services) -> list[str]:
-        lines, cursor = [], None
-        while True:
-            page = await services.admin.list_users(
-                prefix=prefix, role=role, limit=200, cursor=cursor
-            )
-            for u in page.items:
-                state = "active" if u.is_active else "inactive"
-                lines.append(f"{u.id}  {u.username:<24} {state:<8} {','.join(sorted(u.roles))}")
-            if page.next_cursor is None:
-                return lines
-            cursor = page.next_cursor
+    def line(u: User) -> str:
+        state = "active" if u.is_active else "inactive"
+        return f"{u.id}  {u.username:<24} {state:<8} {','.join(sorted(u.roles))}"
 
-    for line in _run(work):
-        typer.echo(line)
+    async def work(services: Services) -> list[str]:
+        pages = lambda cursor: services.admin.list_users(  # noqa: E731 - one call, two names
+            prefix=prefix, role=role, limit=200, cursor=cursor
+        )
+        return [line(u) for u in await _every_page(pages)]
+
+    for text in _run(work):
+        typer.echo(text)
 
 
 @users_app.command("set-roles")
@@ -260,6 +282,82 @@ def keys_list() -> None:
 
     for line in _run(work):
         typer.echo(line)
+
+
+async def _user_named(services: Services, username: str) -> User:
+    user = await services.accounts.find_by_username(username)
+    if user is None:
+        raise NotFoundError("No such user.")
+    return user
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    username: str,
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="A role of the owner, or introspect; repeatable. Default: all the owner's roles.",
+        ),
+    ] = None,
+) -> None:
+    """Create a key for USERNAME and print it once (only its digest is stored)."""
+
+    async def work(services: Services) -> tuple[str, str]:
+        owner = await _user_named(services, username)
+        issued = await services.api_keys.issue(
+            owner, name=name, scopes=scope, expires_at=None, by_admin=True
+        )
+        record = issued.record
+        scopes = ",".join(sorted(record.scopes)) or "-"
+        return issued.key, f"created API key {record.id} ({record.client_id}) scopes={scopes}"
+
+    key, summary = _run(work)
+    typer.echo(summary, err=True)
+    typer.echo(key)
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    owner: Annotated[str | None, typer.Option("--owner", help="Only this user's keys.")] = None,
+) -> None:
+    """List unrevoked keys: id, client id, owner, name, scopes, last use, expiry."""
+
+    def line(k: ApiKey) -> str:
+        used = k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "never"
+        expires = k.expires_at.isoformat(timespec="seconds") if k.expires_at else "never"
+        scopes = ",".join(sorted(k.scopes)) or "-"
+        return (
+            f"{k.id}  {k.client_id}  {k.owner_id}  {k.name!r}  scopes={scopes}"
+            f"  last_used={used}  expires={expires}"
+        )
+
+    async def work(services: Services) -> list[str]:
+        owner_id = (await _user_named(services, owner)).id if owner else None
+        pages = lambda cursor: services.api_keys.list_page(  # noqa: E731 - one call, two names
+            owner_id=owner_id, limit=200, cursor=cursor
+        )
+        return [line(k) for k in await _every_page(pages)]
+
+    for text in _run(work):
+        typer.echo(text)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id; it stops working at once."""
+
+    async def work(services: Services) -> str:
+        try:
+            parsed = uuid.UUID(key_id)
+        except ValueError:
+            raise NotFoundError("No such API key.") from None
+        await services.api_keys.revoke(parsed, owner_id=None)
+        return f"revoked API key {parsed}"
+
+    typer.echo(_run(work))
 
 
 def run() -> None:

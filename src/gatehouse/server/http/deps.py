@@ -9,7 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from gatehouse.server.accounts.models import User
-from gatehouse.server.errors import NotAuthenticatedError, PermissionDeniedError
+from gatehouse.server.errors import (
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    SessionRequiredError,
+)
 from gatehouse.server.sessions.models import ClientInfo, Principal
 from gatehouse.server.wiring import Services
 
@@ -33,28 +37,50 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The live session behind the bearer token.
+    """The live caller behind the request's credential: `Authorization: Bearer` with an
+    access token or an API key, or an API key in `X-API-Key` (see `server/callers.py`).
 
     Every protected request resolves this, so it is kept to one dependency below it
     (FastAPI's dependency solving costs tens of microseconds per node).
 
     Raises:
-        NotAuthenticatedError: no bearer token.
-        InvalidAccessTokenError: the token, its session or its user is not valid.
+        NotAuthenticatedError: no credential.
+        InvalidAccessTokenError: the credential, its session or key, or its user is not valid.
     """
-    if not token:
-        raise NotAuthenticatedError
     services: Services = request.app.state.services
-    return await services.sessions.authenticate(token)
+    if token:
+        return await services.authenticator.authenticate(token)
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        return await services.authenticator.authenticate_key(api_key)
+    raise NotAuthenticatedError
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-async def admin_user(principal: CurrentPrincipal) -> User:
-    """Raises: PermissionDeniedError when the caller is not an admin."""
-    if not principal.user.is_admin:
+async def session_principal(principal: CurrentPrincipal) -> Principal:
+    """Raises: SessionRequiredError when the caller used an API key, not a login."""
+    if principal.session_id is None:
+        raise SessionRequiredError
+    return principal
+
+
+SessionPrincipal = Annotated[Principal, Depends(session_principal)]
+
+
+async def admin_principal(principal: CurrentPrincipal) -> Principal:
+    """Raises: PermissionDeniedError when the caller may not act as an admin (a non-admin,
+    or an admin's API key without the `admin` scope)."""
+    if not principal.is_admin:
         raise PermissionDeniedError
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
+
+
+async def admin_user(principal: AdminPrincipal) -> User:
     return principal.user
 
 

@@ -23,9 +23,11 @@ from gatehouse.server.errors import (
     ConflictError,
     GatehouseError,
     InvalidAccessTokenError,
+    InvalidClientError,
     InvalidCredentialsError,
     InvalidGrantError,
     InvalidInputError,
+    InvalidScopeError,
     NotFoundError,
     PermissionDeniedError,
     StorageUnavailableError,
@@ -37,6 +39,8 @@ log = logging.getLogger("gatehouse.http")
 OAUTH_PREFIX = "/oauth/"
 PROBLEM_JSON = "application/problem+json"
 REALM = 'Bearer realm="gatehouse"'
+# RFC 6749 s5.2: a failed client authentication by Basic is answered with a Basic challenge.
+BASIC_REALM = 'Basic realm="gatehouse"'
 
 # Error class -> (problem+json status, OAuth status, OAuth error code). Looked up along the
 # MRO, so a subclass inherits its parent's row unless it has its own.
@@ -44,7 +48,9 @@ _TABLE: dict[type[GatehouseError], tuple[int, int, str]] = {
     GatehouseError: (400, 400, "invalid_request"),
     InvalidInputError: (422, 400, "invalid_request"),
     UnsupportedGrantTypeError: (400, 400, "unsupported_grant_type"),
+    InvalidScopeError: (422, 400, "invalid_scope"),
     AuthenticationError: (401, 401, "invalid_client"),
+    InvalidClientError: (401, 401, "invalid_client"),
     # RFC 6749 s5.2: bad resource-owner credentials are an invalid grant.
     InvalidCredentialsError: (401, 400, "invalid_grant"),
     InvalidAccessTokenError: (401, 401, "invalid_token"),
@@ -84,10 +90,12 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+def oauth_error(
+    status: int, error: str, description: str, *, challenge: str = REALM
+) -> JSONResponse:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if status == 401:
-        headers["WWW-Authenticate"] = REALM
+        headers["WWW-Authenticate"] = challenge
     return JSONResponse(
         {"error": error, "error_description": description}, status_code=status, headers=headers
     )
@@ -101,6 +109,8 @@ def _challenge(exc: GatehouseError, status: int) -> dict[str, str] | None:
         }
     if isinstance(exc, PermissionDeniedError):
         return {"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'}
+    if isinstance(exc, InvalidClientError):
+        return {"WWW-Authenticate": BASIC_REALM}
     if status == 401:
         return {"WWW-Authenticate": REALM}
     return None
@@ -112,7 +122,8 @@ async def handle_gatehouse_error(request: Request, exc: Exception) -> JSONRespon
     if isinstance(exc, StorageUnavailableError):
         log.warning("storage unavailable: %s", type(exc.__cause__).__name__)
     if is_oauth(request):
-        return oauth_error(oauth_status, oauth_code, exc.message)
+        challenge = BASIC_REALM if isinstance(exc, InvalidClientError) else REALM
+        return oauth_error(oauth_status, oauth_code, exc.message, challenge=challenge)
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidInputError) and exc.field:
         extra["errors"] = [{"field": exc.field, "reason": exc.message}]

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from gatehouse.server.accounts.models import User
+from gatehouse.server.apikeys.models import ApiKey, IssuedApiKey
 from gatehouse.server.sessions.models import Session, TokenPair
 
 # Schema-level caps only bound the work; the services apply the real rules.
@@ -50,10 +51,30 @@ class UpdateMeRequest(BaseModel):
 
 
 class AdminCreateUserRequest(BaseModel):
+    """A user with a password, or (`service_account: true`, no password) a service account
+    that cannot log in and only holds API keys."""
+
     username: Username
-    password: Password
+    password: Password | None = None
     email: EmailStr | None = None
     roles: Annotated[list[RoleName], Field(max_length=32)] = ["user"]
+    service_account: bool = False
+
+
+Scopes = Annotated[list[RoleName], Field(max_length=64)]
+
+
+class CreateApiKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    scopes: Scopes | None = None
+    # RFC 3339 with an offset; the service requires it to be in the future.
+    expires_at: AwareDatetime | None = None
+
+
+class AdminCreateApiKeyRequest(CreateApiKeyRequest):
+    owner_id: UUID
 
 
 class AdminUpdateUserRequest(BaseModel):
@@ -70,6 +91,7 @@ class UserOut(BaseModel):
     email: str | None
     roles: list[str]
     is_active: bool
+    service_account: bool
     created_at: datetime
     updated_at: datetime
 
@@ -81,6 +103,7 @@ class UserOut(BaseModel):
             email=user.email,
             roles=sorted(user.roles),
             is_active=user.is_active,
+            service_account=user.is_service_account,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )
@@ -120,7 +143,7 @@ class SessionOut(BaseModel):
     current: bool
 
     @classmethod
-    def of(cls, session: Session, *, current_id: UUID) -> SessionOut:
+    def of(cls, session: Session, *, current_id: UUID | None) -> SessionOut:
         return cls(
             id=session.id,
             device_name=session.device_name,
@@ -131,3 +154,44 @@ class SessionOut(BaseModel):
             expires_at=min(session.expires_at, session.refresh_expires_at),
             current=session.id == current_id,
         )
+
+
+class ApiKeyOut(BaseModel):
+    """A key's record: never its secret."""
+
+    id: UUID
+    name: str
+    prefix: str
+    client_id: str
+    owner_id: UUID
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            prefix=key.prefix,
+            client_id=key.client_id,
+            owner_id=key.owner_id,
+            scopes=sorted(key.scopes),
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            expires_at=key.expires_at,
+        )
+
+
+class IssuedApiKeyOut(ApiKeyOut):
+    key: str
+
+    @classmethod
+    def of(cls, issued: IssuedApiKey) -> IssuedApiKeyOut:  # type: ignore[override]
+        return cls(**ApiKeyOut.of(issued.record).model_dump(), key=issued.key)
+
+
+class ApiKeyPageOut(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None

@@ -1,7 +1,7 @@
 """The principal cache: protected routes check a live session without a database read.
 
-Each process keeps, per session, the user it belongs to and the session's absolute expiry,
-for at most `ttl` seconds. It forgets a user's sessions:
+Each process keeps, per session (and per API key, keyed by its public id), the user it
+belongs to and its expiry, for at most `ttl` seconds. It forgets a user's entries:
 
 - at once, when this process commits a write that ends a session or changes the user
   (the invalidation log publishes to `evict_users` after commit);
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -38,21 +38,23 @@ _MAX_LISTEN_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class CacheEntry:
     user: User
-    session_expires_at: datetime
+    expires_at: datetime
     cached_at: float
+    # What else the entry's owner needs (an API key's record and digest); None for sessions.
+    payload: object = None
 
 
 class PrincipalCache:
-    """Session id -> (user, session expiry), bounded in size and age."""
+    """Session id (or API key id) -> (user, expiry, payload), bounded in size and age."""
 
     def __init__(self, *, ttl_seconds: float, fresh_seconds: float, max_entries: int = 100_000):
         self._ttl = ttl_seconds
         self._fresh_for = fresh_seconds
         self._max = max_entries
-        self._entries: dict[UUID, _Entry] = {}
-        self._by_user: dict[UUID, set[UUID]] = {}
+        self._entries: dict[Hashable, CacheEntry] = {}
+        self._by_user: dict[UUID, set[Hashable]] = {}
         self._generation = 0
         self._fresh_until = 0.0
 
@@ -61,32 +63,44 @@ class PrincipalCache:
         return self._generation
 
     def get(self, session_id: UUID, user_id: UUID, now: datetime) -> User | None:
-        entry = self._entries.get(session_id)
+        entry = self.lookup(session_id, now)
         if entry is None or entry.user.id != user_id:
+            return None
+        return entry.user
+
+    def lookup(self, key: Hashable, now: datetime) -> CacheEntry | None:
+        """The fresh, unexpired entry under `key`, or None."""
+        entry = self._entries.get(key)
+        if entry is None:
             return None
         mono = time.monotonic()
         if mono > self._fresh_until or mono - entry.cached_at > self._ttl:
             return None
-        if entry.session_expires_at <= now:
+        if entry.expires_at <= now:
             return None
-        return entry.user
+        return entry
 
     def put(
-        self, session_id: UUID, user: User, session_expires_at: datetime, generation: int
+        self,
+        key: Hashable,
+        user: User,
+        expires_at: datetime,
+        generation: int,
+        payload: object = None,
     ) -> None:
         """Cache a principal read from the database, unless an eviction came in between."""
         if generation != self._generation or time.monotonic() > self._fresh_until:
             return
         if len(self._entries) >= self._max:
             self.clear()
-        self._entries[session_id] = _Entry(user, session_expires_at, time.monotonic())
-        self._by_user.setdefault(user.id, set()).add(session_id)
+        self._entries[key] = CacheEntry(user, expires_at, time.monotonic(), payload)
+        self._by_user.setdefault(user.id, set()).add(key)
 
     def evict_users(self, user_ids: Iterable[UUID]) -> None:
         self._generation += 1
         for user_id in user_ids:
-            for session_id in self._by_user.pop(user_id, ()):
-                self._entries.pop(session_id, None)
+            for key in self._by_user.pop(user_id, ()):
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._generation += 1

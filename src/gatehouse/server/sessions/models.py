@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from gatehouse.server.accounts.models import User
+from gatehouse.server.accounts.models import ADMIN_ROLE, User
+from gatehouse.server.apikeys.models import ApiKey
 from gatehouse.verifier import AccessTokenClaims
 
 
@@ -53,8 +54,24 @@ class TokenPair:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller of a protected route: a live session of an active user."""
+    """The caller of a protected route, an active user, by one of three credentials:
+
+    - a session's access token: `session_id` and `claims` set, `roles` the user's;
+    - an API key: `api_key` set, `roles` the key's effective scopes;
+    - a client-credentials access token: `api_key` and `claims` set, `roles` the token's
+      roles that the key still allows.
+    """
 
     user: User
-    session_id: UUID
-    claims: AccessTokenClaims
+    session_id: UUID | None
+    claims: AccessTokenClaims | None
+    roles: frozenset[str]
+    api_key: ApiKey | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
+
+    @property
+    def client_id(self) -> str | None:
+        return self.api_key.client_id if self.api_key is not None else None

@@ -26,6 +26,7 @@ from gatehouse.server.sessions.repository import SessionRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.tokens.service import KeyService
 from gatehouse.verifier import (
+    AccessTokenClaims,
     AccessTokenVerifier,
     InvalidTokenError,
     UnknownKeyError,
@@ -139,20 +140,36 @@ class SessionService:
         Raises:
             InvalidAccessTokenError: bad token, ended session or inactive user.
         """
-        # Step 1: the token itself, against the cached key set.
+        return await self.principal(await self.verify(access_token))
+
+    async def verify(self, access_token: str) -> AccessTokenClaims:
+        """The checked claims of an access token (signature, type, issuer, audience, times).
+
+        Raises:
+            InvalidAccessTokenError: the token is not one we issued, or no longer valid.
+        """
         await self._keys.current()
         try:
             try:
-                claims = self._verifier.verify(access_token)
+                return self._verifier.verify(access_token)
             except UnknownKeyError:
                 # Another worker may have rotated: reload once (rate-limited), then retry.
                 await self._keys.reload_for_unknown_kid(unverified_key_id(access_token))
-                claims = self._verifier.verify(access_token)
-            session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
-        except (InvalidTokenError, ValueError) as exc:
+                return self._verifier.verify(access_token)
+        except InvalidTokenError as exc:
             raise InvalidAccessTokenError from exc
 
-        # Step 2: the session and the user must still be live.
+    async def principal(self, claims: AccessTokenClaims) -> Principal:
+        """The caller behind a session's verified access token.
+
+        Raises:
+            InvalidAccessTokenError: the token names no session, or its session or user is
+                no longer live.
+        """
+        try:
+            session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
+        except ValueError as exc:
+            raise InvalidAccessTokenError from exc
         now = self._clock.now()
         user = self._cache.get(session_id, user_id, now)
         if user is None:
@@ -162,7 +179,7 @@ class SessionService:
                 raise InvalidAccessTokenError("The session of this access token has ended.")
             user, session_expires_at = found
             self._cache.put(session_id, user, session_expires_at, generation)
-        return Principal(user=user, session_id=session_id, claims=claims)
+        return Principal(user=user, session_id=session_id, claims=claims, roles=user.roles)
 
     async def list_active(self, user_id: UUID) -> list[Session]:
         return await self._sessions.list_active(user_id, now=self._clock.now())
@@ -179,10 +196,8 @@ class SessionService:
         if not revoked:
             raise NotFoundError("No such session.")
 
-    async def logout(self, principal: Principal) -> None:
-        await self._sessions.revoke(
-            principal.session_id, principal.user.id, now=self._clock.now(), reason="logout"
-        )
+    async def logout(self, user_id: UUID, session_id: UUID) -> None:
+        await self._sessions.revoke(session_id, user_id, now=self._clock.now(), reason="logout")
 
     async def logout_all(self, user_id: UUID) -> int:
         return await self._sessions.revoke_all(user_id, now=self._clock.now(), reason="logout_all")

@@ -46,10 +46,12 @@ users = sa.Table(
     sa.Column("username", sa.String(256), nullable=False),
     sa.Column("username_canonical", sa.String(256), nullable=False, unique=True),
     sa.Column("email", sa.String(320), nullable=True),
+    # A service account stores NO_PASSWORD here (accounts.models): no password matches it.
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("is_active", sa.Boolean(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("is_service_account", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 user_roles = sa.Table(
@@ -101,6 +103,30 @@ refresh_token_history = sa.Table(
         index=True,
     ),
     sa.Column("rotated_at", UTCDateTime(), nullable=False),
+)
+
+# API keys: found by `public_id` (unique), checked against `digest` = HMAC-SHA256 of the
+# whole key under a pepper derived from the server secret. Revoked rows stay (revoked_at).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    sa.Column(
+        "owner_id",
+        sa.Uuid(),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    # Space-separated role names (and `introspect`); role names never contain spaces.
+    sa.Column("scopes", sa.String(2048), nullable=False),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 signing_keys = sa.Table(

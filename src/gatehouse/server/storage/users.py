@@ -24,6 +24,7 @@ USER_COLUMNS = (
     users.c.is_active,
     users.c.created_at,
     users.c.updated_at,
+    users.c.is_service_account,
 )
 
 
@@ -52,6 +53,7 @@ def _user(row: Any, roles: set[str]) -> User:
         is_active=row.is_active,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        is_service_account=row.is_service_account,
     )
 
 
@@ -104,6 +106,7 @@ class SqlUserRepository:
                         is_active=True,
                         created_at=new.created_at,
                         updated_at=new.created_at,
+                        is_service_account=new.is_service_account,
                     )
                 )
                 await _insert_roles(conn, new.id, new.roles)
@@ -118,6 +121,7 @@ class SqlUserRepository:
             is_active=True,
             created_at=new.created_at,
             updated_at=new.created_at,
+            is_service_account=new.is_service_account,
         )
 
     async def find(self, user_id: UUID) -> User | None:

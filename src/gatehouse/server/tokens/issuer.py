@@ -30,7 +30,20 @@ class AccessTokenIssuer:
     def ttl_seconds(self) -> int:
         return self._ttl_seconds
 
-    async def issue(self, *, subject: UUID, session_id: UUID, roles: Iterable[str]) -> str:
+    async def issue(
+        self,
+        *,
+        subject: UUID,
+        session_id: UUID | None,
+        roles: Iterable[str],
+        client_id: str | None = None,
+        scope: Iterable[str] | None = None,
+    ) -> str:
+        """Sign an access token for a session (`session_id`) or a client (`client_id`).
+
+        A client-credentials token has `client_id` and `scope` (space-separated, RFC 8693
+        s4.2) and no `sid`.
+        """
         keyset = await self._keys.current()
         signing_key = keyset.signing_key
         if signing_key is None:
@@ -38,7 +51,7 @@ class AccessTokenIssuer:
             signing_key = keyset.signing_key
             assert signing_key is not None  # noqa: S101 - ensure_signing_key made one
         now = int(self._clock.now().timestamp())
-        claims = {
+        claims: dict[str, object] = {
             "iss": self._issuer,
             "sub": str(subject),
             "aud": self._audience,
@@ -46,9 +59,13 @@ class AccessTokenIssuer:
             "iat": now,
             "nbf": now,
             "jti": secrets.token_urlsafe(16),
-            "sid": str(session_id),
             "roles": sorted(roles),
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
+        if client_id is not None:
+            claims["client_id"] = client_id
+            claims["scope"] = " ".join(sorted(scope or ()))
         return jwt.encode(
             claims,
             signing_key.private_key,

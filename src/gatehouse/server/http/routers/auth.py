@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep, client_info
+from gatehouse.server.http.deps import ServicesDep, SessionPrincipal, client_info
 from gatehouse.server.http.schemas import (
     LoginRequest,
     RefreshRequest,
@@ -49,12 +49,13 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(principal: CurrentPrincipal, services: ServicesDep) -> None:
+async def logout(principal: SessionPrincipal, services: ServicesDep) -> None:
     """End the session of this access token."""
-    await services.sessions.logout(principal)
+    assert principal.session_id is not None  # noqa: S101 - SessionPrincipal guarantees it
+    await services.sessions.logout(principal.user.id, principal.session_id)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
-async def logout_all(principal: CurrentPrincipal, services: ServicesDep) -> None:
+async def logout_all(principal: SessionPrincipal, services: ServicesDep) -> None:
     """End every session of the caller, this one included."""
     await services.sessions.logout_all(principal.user.id)

@@ -1,4 +1,8 @@
-"""/users/me: the caller's own profile, password and sessions."""
+"""/users/me: the caller's own profile, password, sessions and API keys.
+
+Reading works with any credential; changing the account (profile, password, sessions, keys)
+needs a signed-in session, so a leaked API key cannot take the account over or mint more keys.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, status
 
-from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep
+from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep, SessionPrincipal
 from gatehouse.server.http.schemas import (
+    ApiKeyOut,
     ChangePasswordRequest,
+    CreateApiKeyRequest,
+    IssuedApiKeyOut,
     SessionOut,
     UpdateMeRequest,
     UserOut,
@@ -24,7 +31,7 @@ async def get_me(principal: CurrentPrincipal) -> UserOut:
 
 @router.patch("")
 async def update_me(
-    body: UpdateMeRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: UpdateMeRequest, principal: SessionPrincipal, services: ServicesDep
 ) -> UserOut:
     clear = "email" in body.model_fields_set and body.email is None
     updated = await services.accounts.update_profile(
@@ -35,7 +42,7 @@ async def update_me(
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    body: ChangePasswordRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: ChangePasswordRequest, principal: SessionPrincipal, services: ServicesDep
 ) -> None:
     """Change the password; every other session of the user ends."""
     await services.accounts.change_password(
@@ -54,7 +61,34 @@ async def list_sessions(principal: CurrentPrincipal, services: ServicesDep) -> l
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_session(
-    session_id: UUID, principal: CurrentPrincipal, services: ServicesDep
+    session_id: UUID, principal: SessionPrincipal, services: ServicesDep
 ) -> None:
     """End one session. Another user's session id answers 404, like an unknown one."""
     await services.sessions.revoke(principal.user.id, session_id)
+
+
+@router.get("/api-keys")
+async def list_api_keys(principal: CurrentPrincipal, services: ServicesDep) -> list[ApiKeyOut]:
+    """The caller's unrevoked keys (expired ones included), oldest first; never a secret."""
+    return [ApiKeyOut.of(k) for k in await services.api_keys.list_own(principal.user.id)]
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED)
+async def create_api_key(
+    body: CreateApiKeyRequest, principal: SessionPrincipal, services: ServicesDep
+) -> IssuedApiKeyOut:
+    """Create a key; `key` in the answer is the whole key, shown this once."""
+    issued = await services.api_keys.issue(
+        principal.user,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        by_admin=principal.is_admin,
+    )
+    return IssuedApiKeyOut.of(issued)
+
+
+@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_api_key(key_id: UUID, principal: SessionPrincipal, services: ServicesDep) -> None:
+    """Revoke one of the caller's keys; another user's key id answers 404, like an unknown one."""
+    await services.api_keys.revoke(key_id, owner_id=principal.user.id)

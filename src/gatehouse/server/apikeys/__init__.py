@@ -1,0 +1,1 @@
+"""API keys: named, scoped, long-lived credentials for scripts, jobs and other servers."""

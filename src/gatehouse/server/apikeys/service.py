@@ -1,0 +1,287 @@
+"""API key use cases: issue, list, revoke, and authenticate a key or its client credentials.
+
+A key is shown once; storage keeps HMAC-SHA256(pepper, key) and finds the record by the
+key's public id. Authentication computes the presented key's digest before any lookup and
+compares it in constant time, so an unknown id and a wrong secret cost the same and answer
+the same. Checking a key is the hot path of every request a script makes: the record and
+its owner come from the principal cache (evicted like sessions, by the owner's user id,
+whenever a key is revoked or the owner changes), so a warm check reads no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from gatehouse.server.accounts.models import User
+from gatehouse.server.apikeys import format as key_format
+from gatehouse.server.apikeys.models import (
+    API_KEY_PREFIX,
+    INTROSPECT_SCOPE,
+    ApiKey,
+    ApiKeyLookup,
+    ApiKeyPage,
+    ClientToken,
+    IssuedApiKey,
+)
+from gatehouse.server.apikeys.repository import ApiKeyRepository
+from gatehouse.server.clock import Clock
+from gatehouse.server.errors import (
+    InvalidAccessTokenError,
+    InvalidClientError,
+    InvalidInputError,
+    InvalidScopeError,
+    NotFoundError,
+)
+from gatehouse.server.pagination import decode_cursor, encode_cursor
+from gatehouse.server.secret import OpaqueTokens
+from gatehouse.server.sessions.cache import PrincipalCache
+from gatehouse.server.tokens.issuer import AccessTokenIssuer
+
+# last_used_at is written at most this often per key (and per process, before the write).
+TOUCH_INTERVAL = timedelta(minutes=1)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+_CACHE_PREFIX = "api-key:"
+
+
+class ApiKeyService:
+    """API keys of users and service accounts."""
+
+    def __init__(
+        self,
+        *,
+        keys: ApiKeyRepository,
+        opaque: OpaqueTokens,
+        cache: PrincipalCache,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._opaque = opaque
+        self._cache = cache
+        self._clock = clock
+        self._touched: dict[UUID, datetime] = {}
+        self._touches: set[asyncio.Task[None]] = set()
+
+    async def issue(
+        self,
+        owner: User,
+        *,
+        name: str,
+        scopes: Iterable[str] | None,
+        expires_at: datetime | None,
+        by_admin: bool,
+    ) -> IssuedApiKey:
+        """Create a key for `owner` and return it with its record (the key, this once).
+
+        `scopes` are role names of the owner (None: all of them) plus `introspect`, which
+        only an admin (`by_admin`: the caller is one, or the operator at the CLI) may add.
+
+        Raises:
+            InvalidInputError: the name is empty, too long or has control characters, or
+                `expires_at` is not a future, timezone-aware instant.
+            InvalidScopeError: a scope is neither a role of the owner nor an allowed
+                `introspect`.
+        """
+        if _NAME.fullmatch(name) is None:
+            raise InvalidInputError(
+                "The name must be 1-100 characters without control characters.", field="name"
+            )
+        now = self._clock.now()
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+            raise InvalidInputError(
+                "expires_at must be a future instant with a time zone.", field="expires_at"
+            )
+        granted = _granted_scopes(owner, scopes, by_admin=by_admin)
+        public_id, key = key_format.new_key()
+        record = ApiKey(
+            id=uuid.uuid4(),
+            public_id=public_id,
+            owner_id=owner.id,
+            name=name,
+            scopes=granted,
+            created_at=now,
+            last_used_at=None,
+            # Checked to the second: sub-second parts would only confuse the comparison.
+            expires_at=expires_at.astimezone(UTC).replace(microsecond=0) if expires_at else None,
+        )
+        await self._keys.add(record, self._opaque.digest(key))
+        return IssuedApiKey(record=record, key=key)
+
+    async def list_own(self, owner_id: UUID) -> list[ApiKey]:
+        """Every unrevoked key of one owner, oldest first."""
+        return await self._keys.list(owner_id=owner_id, limit=10_000, after=None)
+
+    async def list_page(
+        self, *, owner_id: UUID | None, limit: int, cursor: str | None
+    ) -> ApiKeyPage:
+        """One page of unrevoked keys (of one owner, or all), oldest first.
+
+        Raises:
+            InvalidInputError: the cursor is malformed.
+        """
+        after = _decode_cursor(cursor) if cursor else None
+        keys = await self._keys.list(owner_id=owner_id, limit=limit + 1, after=after)
+        more = len(keys) > limit
+        keys = keys[:limit]
+        return ApiKeyPage(items=keys, next_cursor=_encode_cursor(keys[-1]) if more else None)
+
+    async def revoke(self, key_id: UUID, *, owner_id: UUID | None) -> None:
+        """Revoke a key; it stops working at once here and within the revocation poll
+        interval everywhere else (milliseconds on PostgreSQL).
+
+        Raises:
+            NotFoundError: no unrevoked key with that id (belonging to `owner_id`).
+        """
+        if not await self._keys.revoke(key_id, owner_id=owner_id, now=self._clock.now()):
+            raise NotFoundError("No such API key.")
+
+    async def authenticate(self, key: str) -> tuple[ApiKey, User]:
+        """The live key and its active owner, for a key presented on a protected route.
+
+        Raises:
+            InvalidAccessTokenError: malformed, unknown, wrong, revoked or expired key, or
+                an inactive owner; one error for all.
+        """
+        found = await self._check(key)
+        if found is None:
+            raise InvalidAccessTokenError("The API key is invalid, expired or revoked.")
+        return found
+
+    async def authenticate_client(self, client_id: str, client_secret: str) -> tuple[ApiKey, User]:
+        """The live key and active owner behind OAuth client credentials.
+
+        Raises:
+            InvalidClientError: as `authenticate`, for the token endpoint.
+        """
+        found = await self._check(key_format.join_client_credentials(client_id, client_secret))
+        if found is None:
+            raise InvalidClientError
+        return found
+
+    async def exchange(self, client_id: str, client_secret: str, scope: str | None) -> ClientToken:
+        """The client-credentials grant: an access token for the key's owner, carrying the
+        key's effective scopes (or the subset `scope` asks for), and no refresh token.
+
+        Raises:
+            InvalidClientError: the credentials name no live key of an active owner.
+            InvalidScopeError: `scope` asks for more than the key allows.
+        """
+        record, owner = await self.authenticate_client(client_id, client_secret)
+        allowed = record.effective_scopes(owner)
+        granted = allowed if scope is None else frozenset(scope.split())
+        if not granted <= allowed:
+            raise InvalidScopeError("The requested scope exceeds what the API key allows.")
+        token = await self._issuer.issue(
+            subject=owner.id,
+            session_id=None,
+            roles=granted & owner.roles,
+            client_id=record.client_id,
+            scope=granted,
+        )
+        return ClientToken(
+            access_token=token, expires_in=self._issuer.ttl_seconds, scope=" ".join(sorted(granted))
+        )
+
+    async def live_client(self, client_id: str, owner_id: UUID) -> tuple[ApiKey, User] | None:
+        """The key of a client-credentials access token, if it and its owner are still live
+        (no secret: the token's signature already vouched for the key)."""
+        public_id = client_id.removeprefix(API_KEY_PREFIX + "_")
+        found = await self._lookup(public_id)
+        if found is None or found.owner.id != owner_id:
+            return None
+        if not found.record.is_live(self._clock.now()) or not found.owner.is_active:
+            return None
+        return found.record, found.owner
+
+    async def _check(self, key: str) -> tuple[ApiKey, User] | None:
+        # The digest is computed before the lookup, for unknown ids as for known ones.
+        digest = self._opaque.digest(key)
+        public_id = key_format.split_key(key)
+        if public_id is None:
+            return None
+        found = await self._lookup(public_id)
+        if found is None or not hmac.compare_digest(found.digest, digest):
+            return None
+        now = self._clock.now()
+        if not found.record.is_live(now) or not found.owner.is_active:
+            return None
+        self._touch(found.record, now)
+        return found.record, found.owner
+
+    async def _lookup(self, public_id: str) -> ApiKeyLookup | None:
+        now = self._clock.now()
+        entry = self._cache.lookup(_CACHE_PREFIX + public_id, now)
+        if entry is not None and isinstance(entry.payload, ApiKeyLookup):
+            return entry.payload
+        generation = self._cache.generation
+        found = await self._keys.find_by_public_id(public_id)
+        if found is not None and found.record.revoked_at is None and found.owner.is_active:
+            self._cache.put(
+                _CACHE_PREFIX + public_id,
+                found.owner,
+                found.record.expires_at or _NEVER,
+                generation,
+                payload=found,
+            )
+        return found
+
+    def _touch(self, key: ApiKey, now: datetime) -> None:
+        """Record the use in the background, at most once a minute per key and process (and
+        the conditional UPDATE keeps it to once a minute across processes)."""
+        last = self._touched.get(key.id) or key.last_used_at
+        if last is not None and now - last < TOUCH_INTERVAL:
+            return
+        if len(self._touched) > 100_000:
+            self._touched.clear()
+        self._touched[key.id] = now
+        task = asyncio.create_task(
+            self._keys.touch(key.id, now=now, not_since=now - TOUCH_INTERVAL)
+        )
+        self._touches.add(task)
+        task.add_done_callback(self._touch_done)
+
+    def _touch_done(self, task: asyncio.Task[None]) -> None:
+        self._touches.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed touch is retried by the next use after a minute
+
+    async def close(self) -> None:
+        """Wait for the last-use writes in flight (a few, at most one per key)."""
+        if self._touches:
+            await asyncio.gather(*self._touches, return_exceptions=True)
+
+
+def _granted_scopes(owner: User, scopes: Iterable[str] | None, *, by_admin: bool) -> frozenset[str]:
+    roles = owner.roles - {INTROSPECT_SCOPE}
+    if scopes is None:
+        return roles
+    asked = frozenset(scopes)
+    if not asked <= roles | ({INTROSPECT_SCOPE} if by_admin else frozenset()):
+        raise InvalidScopeError(
+            "Scopes must be roles the owner has; only an admin may add introspect.",
+            field="scopes",
+        )
+    return asked
+
+
+def _encode_cursor(key: ApiKey) -> str:
+    return encode_cursor(f"{key.created_at.isoformat()}|{key.id}")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    created, _, key_id = decode_cursor(cursor).partition("|")
+    try:
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("a naive timestamp")
+        return at, UUID(key_id)
+    except ValueError:
+        raise InvalidInputError("The cursor is malformed.", field="cursor") from None
