@@ -75,7 +75,7 @@ async def test_discovery_documents_point_at_the_endpoints(client: httpx.AsyncCli
     assert body["issuer"] == "https://auth.example.test"
     assert body["jwks_uri"] == "https://auth.example.test/.well-known/jwks.json"
     assert body["token_endpoint"] == "https://auth.example.test/oauth/token"
-    assert set(body["grant_types_supported"]) == {"password", "refresh_token"}
+    assert set(body["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
     assert body["access_token_signing_alg_values_supported"] == ["EdDSA"]
     rfc8414 = (await client.get("/.well-known/oauth-authorization-server")).json()
     assert rfc8414 == body

@@ -14,13 +14,16 @@ process memory when warm, see `sessions.cache`):
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
+from gatehouse.server.accounts.models import User
 from gatehouse.server.apikeys.format import looks_like_key
+from gatehouse.server.apikeys.models import ApiKey
 from gatehouse.server.apikeys.service import ApiKeyService
 from gatehouse.server.errors import InvalidAccessTokenError
 from gatehouse.server.sessions.models import Principal
-from gatehouse.server.sessions.service import SessionService
+from gatehouse.server.sessions.service import REFRESH_TOKEN_PREFIX, SessionService
 from gatehouse.verifier import AccessTokenClaims
 
 
@@ -40,14 +43,59 @@ class Authenticator:
 
     async def authenticate_key(self, key: str) -> Principal:
         """Raises: InvalidAccessTokenError for a key that is malformed or not live."""
-        record, owner = await self._api_keys.authenticate(key)
-        return Principal(
-            user=owner,
-            session_id=None,
-            claims=None,
-            roles=record.effective_scopes(owner),
-            api_key=record,
-        )
+        return _key_principal(*await self._api_keys.authenticate(key))
+
+    async def authenticate_client(self, client_id: str, client_secret: str) -> Principal:
+        """The caller behind OAuth client credentials (an API key split in two).
+
+        Raises: InvalidClientError.
+        """
+        return _key_principal(*await self._api_keys.authenticate_client(client_id, client_secret))
+
+    async def revoke(self, token: str) -> None:
+        """RFC 7009: end what `token` stands for, if anything; never say which it was."""
+        if looks_like_key(token):
+            await self._api_keys.revoke_presented(token)
+        elif token.startswith(REFRESH_TOKEN_PREFIX):
+            await self._sessions.revoke_by_refresh(token)
+        else:
+            try:
+                claims = await self._sessions.verify(token)
+            except InvalidAccessTokenError:
+                return
+            if claims.session_id is not None:
+                await self._sessions.revoke_by_claims(claims)
+
+    async def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662: `{"active": false}` for anything but a live access token, else its claims
+        with the caller's current standing (`scope` is what it may act with now).
+
+        Only access tokens are introspected: refresh tokens and API keys are inactive here.
+        """
+        if looks_like_key(token) or token.startswith(REFRESH_TOKEN_PREFIX):
+            return {"active": False}
+        try:
+            claims = await self._sessions.verify(token)
+            caller = await self.principal(claims)
+        except InvalidAccessTokenError:
+            return {"active": False}
+        answer: dict[str, Any] = {
+            "active": True,
+            "sub": claims.subject,
+            "username": caller.user.username,
+            "exp": claims.expires_at,
+            "iat": claims.issued_at,
+            "iss": claims.issuer,
+            "aud": claims.audience[0] if len(claims.audience) == 1 else list(claims.audience),
+            "scope": " ".join(sorted(caller.roles)),
+            "token_type": "bearer",
+            "jti": claims.token_id,
+        }
+        if caller.client_id is not None:
+            answer["client_id"] = caller.client_id
+        if claims.session_id is not None:
+            answer["sid"] = claims.session_id
+        return answer
 
     async def principal(self, claims: AccessTokenClaims) -> Principal:
         """The live caller behind verified access-token claims.
@@ -76,3 +124,13 @@ class Authenticator:
             roles=granted & record.effective_scopes(owner),
             api_key=record,
         )
+
+
+def _key_principal(record: ApiKey, owner: User) -> Principal:
+    return Principal(
+        user=owner,
+        session_id=None,
+        claims=None,
+        roles=record.effective_scopes(owner),
+        api_key=record,
+    )

@@ -143,6 +143,13 @@ class ApiKeyService:
         if not await self._keys.revoke(key_id, owner_id=owner_id, now=self._clock.now()):
             raise NotFoundError("No such API key.")
 
+    async def revoke_presented(self, key: str) -> None:
+        """Revoke the key presented whole (RFC 7009: holding it is the authority); a key
+        that is not live is left alone, and nothing tells the difference."""
+        found = await self._check(key)
+        if found is not None:
+            await self._keys.revoke(found[0].id, owner_id=found[1].id, now=self._clock.now())
+
     async def authenticate(self, key: str) -> tuple[ApiKey, User]:
         """The live key and its active owner, for a key presented on a protected route.
 

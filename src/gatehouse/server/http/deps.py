@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated
+from urllib.parse import unquote_plus
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from gatehouse.server.accounts.models import User
 from gatehouse.server.errors import (
+    InvalidClientError,
     NotAuthenticatedError,
     PermissionDeniedError,
     SessionRequiredError,
@@ -85,6 +89,28 @@ async def admin_user(principal: AdminPrincipal) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """OAuth client credentials from `Authorization: Basic`, or None when not sent that way.
+
+    RFC 6749 s2.3.1: each part is form-urlencoded before base64, so it is decoded after.
+
+    Raises:
+        InvalidClientError: a Basic header that does not decode to `id:secret`.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClientError from None
+    client_id, colon, client_secret = decoded.partition(":")
+    if not colon:
+        raise InvalidClientError
+    return unquote_plus(client_id), unquote_plus(client_secret)
 
 
 def client_info(request: Request, device_name: str | None = None) -> ClientInfo:

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from gatehouse.server.accounts.models import User
-from gatehouse.server.apikeys.models import ApiKey, IssuedApiKey
+from gatehouse.server.apikeys.models import ApiKey, ClientToken, IssuedApiKey
 from gatehouse.server.sessions.models import Session, TokenPair
 
 # Schema-level caps only bound the work; the services apply the real rules.
@@ -129,6 +129,24 @@ class TokenPairOut(BaseModel):
             expires_in=pair.expires_in,
             refresh_token=pair.refresh_token,
             session_id=pair.session_id,
+        )
+
+
+class ClientTokenOut(BaseModel):
+    """The client-credentials answer: no refresh token (RFC 6749 s4.4.3)."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    scope: str
+
+    @classmethod
+    def of(cls, token: ClientToken) -> ClientTokenOut:
+        return cls(
+            access_token=token.access_token,
+            token_type=token.token_type,
+            expires_in=token.expires_in,
+            scope=token.scope,
         )
 
 

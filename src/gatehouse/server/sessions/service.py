@@ -181,6 +181,24 @@ class SessionService:
             self._cache.put(session_id, user, session_expires_at, generation)
         return Principal(user=user, session_id=session_id, claims=claims, roles=user.roles)
 
+    async def revoke_by_refresh(self, refresh_token: str) -> None:
+        """RFC 7009: end the session of a refresh token (current or rotated); no answer."""
+        if not refresh_token or len(refresh_token) > _MAX_REFRESH_TOKEN_LENGTH:
+            return
+        found = await self._sessions.find_by_refresh(self._opaque.digest(refresh_token))
+        if found is not None:
+            await self._sessions.revoke(
+                found.session.id, found.session.user_id, now=self._clock.now(), reason="revoked"
+            )
+
+    async def revoke_by_claims(self, claims: AccessTokenClaims) -> None:
+        """RFC 7009: end the session named by a verified access token's `sid`."""
+        try:
+            session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
+        except ValueError:
+            return
+        await self._sessions.revoke(session_id, user_id, now=self._clock.now(), reason="revoked")
+
     async def list_active(self, user_id: UUID) -> list[Session]:
         return await self._sessions.list_active(user_id, now=self._clock.now())
 

@@ -1,28 +1,72 @@
-"""/oauth/token: the RFC 6749 token endpoint (password and refresh_token grants).
+"""/oauth: the RFC 6749 token endpoint, RFC 7009 revocation and RFC 7662 introspection.
 
-The password grant is deprecated by RFC 9700 s2.4 for third-party clients. Gatehouse keeps
-it for first-party programs (and Swagger UI's "Authorize") and protects it exactly like
-/auth/login: the same service call, the same timing, the same errors.
+Every answer is `Cache-Control: no-store`, and errors are RFC 6749 s5.2 bodies `{error,
+error_description}`. Parameters come as `application/x-www-form-urlencoded`; a parameter
+sent twice, or a body of another type, is `invalid_request` (RFC 6749 s3.2).
+
+- `grant_type=password` (deprecated by RFC 9700 s2.4 for third-party clients) stays for
+  first-party programs and Swagger UI's "Authorize": the same service call, timing and
+  errors as /auth/login.
+- `grant_type=refresh_token` rotates, as /auth/refresh.
+- `grant_type=client_credentials` trades an API key (client id `ghk_<id>`, secret `<secret>`,
+  by HTTP Basic or in the body, never both) for an access token with the key's scopes.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
-from gatehouse.server.errors import InvalidInputError, UnsupportedGrantTypeError
-from gatehouse.server.http.deps import ServicesDep, client_info
+from gatehouse.server.errors import (
+    InvalidClientError,
+    InvalidInputError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    UnsupportedGrantTypeError,
+)
+from gatehouse.server.http.deps import ServicesDep, basic_credentials, client_info
 from gatehouse.server.http.routers.auth import no_store
-from gatehouse.server.http.schemas import TokenPairOut
+from gatehouse.server.http.schemas import ClientTokenOut, TokenPairOut
+from gatehouse.server.sessions.models import Principal
+from gatehouse.server.wiring import Services
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 
 FormStr = Annotated[str | None, Form(max_length=1024)]
-GRANT_TYPES = ("password", "refresh_token")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-@router.post("/token")
+async def _form(request: Request) -> dict[str, str]:
+    """The form parameters, each at most once.
+
+    Raises:
+        InvalidInputError: the body is not a form, or a parameter is repeated.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() not in _FORM_TYPES:
+        raise InvalidInputError("The body must be application/x-www-form-urlencoded.")
+    form = await request.form()
+    names = [name for name, _ in form.multi_items()]
+    if len(names) != len(set(names)):
+        raise InvalidInputError("A parameter is repeated.")
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    """Raises: InvalidClientError (no or broken credentials), InvalidInputError (both ways)."""
+    basic = basic_credentials(request)
+    in_body = "client_id" in form or "client_secret" in form
+    if basic is not None and in_body:
+        raise InvalidInputError("Send client credentials by HTTP Basic or in the body, not both.")
+    if basic is not None:
+        return basic
+    client_id, client_secret = form.get("client_id"), form.get("client_secret")
+    if not client_id or not client_secret:
+        raise InvalidClientError
+    return client_id, client_secret
+
+
+@router.post("/token", response_model=None)
 async def token(
     request: Request,
     response: Response,
@@ -33,24 +77,84 @@ async def token(
     refresh_token: FormStr = None,
     scope: FormStr = None,
     client_id: FormStr = None,
-) -> TokenPairOut:
-    """Issue tokens. Errors follow RFC 6749 s5.2: `{error, error_description}`.
+    client_secret: FormStr = None,
+) -> TokenPairOut | ClientTokenOut:
+    """Issue tokens (the form fields are listed for the docs; they are read once, strictly).
 
-    `scope` and `client_id` are accepted (Swagger UI sends them) and not used yet: every
-    first-party client is public and gets the user's roles.
+    For the password and refresh_token grants `scope` and `client_id` are accepted (Swagger
+    UI sends them) and not used: every first-party client is public and gets the user's roles.
     """
-    if grant_type is None:
+    del username, password, refresh_token, scope, client_id, client_secret, grant_type
+    form = await _form(request)
+    grant = form.get("grant_type")
+    if not grant:
         raise InvalidInputError("grant_type is required.")
-    if grant_type == "password":
-        if not username or not password:
-            raise InvalidInputError("username and password are required.")
-        user = await services.accounts.authenticate(username, password)
-        pair = await services.sessions.open(user, client_info(request))
-    elif grant_type == "refresh_token":
-        if not refresh_token:
-            raise InvalidInputError("refresh_token is required.")
-        pair = await services.sessions.refresh(refresh_token)
-    else:
-        raise UnsupportedGrantTypeError
     no_store(response)
-    return TokenPairOut.of(pair)
+    if grant == "password":
+        if not form.get("username") or not form.get("password"):
+            raise InvalidInputError("username and password are required.")
+        user = await services.accounts.authenticate(form["username"], form["password"])
+        return TokenPairOut.of(await services.sessions.open(user, client_info(request)))
+    if grant == "refresh_token":
+        if not form.get("refresh_token"):
+            raise InvalidInputError("refresh_token is required.")
+        return TokenPairOut.of(await services.sessions.refresh(form["refresh_token"]))
+    if grant == "client_credentials":
+        client_id, client_secret = _client_credentials(request, form)
+        issued = await services.api_keys.exchange(client_id, client_secret, form.get("scope"))
+        return ClientTokenOut.of(issued)
+    raise UnsupportedGrantTypeError
+
+
+@router.post("/revoke")
+async def revoke(request: Request, services: ServicesDep) -> Response:
+    """RFC 7009: end what `token` stands for. 200 with an empty body whether or not there was
+    anything to end, so the answer never tells which.
+
+    - a refresh token: its session ends (a rotated one too: presenting it is reuse);
+    - a session's access token (its signature must verify, and it must not have expired):
+      its session ends;
+    - an API key, presented whole: the key is revoked (holding it is the authority);
+    - a client-credentials access token: nothing is revoked; it ends at its `exp`, or at
+      once when its API key is revoked.
+
+    `token_type_hint` is only a hint; every kind is recognised by its shape.
+    """
+    form = await _form(request)
+    token = form.get("token")
+    if not token:
+        raise InvalidInputError("token is required.")
+    await services.authenticator.revoke(token)
+    return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/introspect")
+async def introspect(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """RFC 7662: whether an access token is active, and what it says.
+
+    The caller must be an admin (bearer access token or API key with the `admin` scope) or
+    hold the `introspect` scope (an API key as Bearer or `X-API-Key`, its client credentials
+    by HTTP Basic, or a client-credentials token). Anonymous callers get 401, others 403.
+    """
+    caller = await _introspection_caller(request, services)
+    if not (caller.is_admin or "introspect" in caller.roles):
+        raise PermissionDeniedError("Introspection needs an admin or the introspect scope.")
+    form = await _form(request)
+    token = form.get("token")
+    if not token:
+        raise InvalidInputError("token is required.")
+    return await services.authenticator.introspect(token)
+
+
+async def _introspection_caller(request: Request, services: Services) -> Principal:
+    basic = basic_credentials(request)
+    if basic is not None:
+        return await services.authenticator.authenticate_client(*basic)
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() == "bearer" and credential.strip():
+        return await services.authenticator.authenticate(credential.strip())
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        return await services.authenticator.authenticate_key(api_key)
+    raise NotAuthenticatedError

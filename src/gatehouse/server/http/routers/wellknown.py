@@ -29,9 +29,19 @@ def _metadata(services: ServicesDep) -> dict[str, Any]:
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "token_endpoint": f"{issuer}/oauth/token",
-        "grant_types_supported": ["password", "refresh_token"],
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
+        # Public first-party clients (password, refresh) and API keys (client_credentials).
+        "token_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        # And a bearer access token or API key of an admin or of a key with `introspect`.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "access_token_signing_alg_values_supported": [SIGNING_ALGORITHM],
         "id_token_signing_alg_values_supported": [SIGNING_ALGORITHM],
         "subject_types_supported": ["public"],
