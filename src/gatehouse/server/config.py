@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         description="How long an ended session is kept before it and its refresh-token "
         "history are deleted.",
     )
+    cookie_secure: bool = Field(
+        default=True,
+        description="Mark the browser-session cookie Secure; false only for local http.",
+    )
+    api_key_in_query: bool = Field(
+        default=False, description="Also accept an API key as ?api_key= (off: URLs leak)."
+    )
+    api_key_in_cookie: bool = Field(
+        default=False, description="Also accept an API key in the gatehouse_api_key cookie."
+    )
     trusted_proxies: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = Field(

@@ -17,7 +17,8 @@ that is safe to show: it never contains a submitted value or a secret.
     │   └── InvalidAccessTokenError  invalid_token
     ├── InvalidGrantError            invalid_grant (a refresh token or grant that fails)
     ├── PermissionDeniedError        insufficient_scope
-    │   └── SessionRequiredError     session_required
+    │   ├── SessionRequiredError     session_required
+    │   └── CsrfError                csrf_failed
     ├── NotFoundError                not_found
     ├── ConflictError                conflict
     │   ├── UsernameTakenError       username_taken
@@ -116,6 +117,14 @@ class SessionRequiredError(PermissionDeniedError):
 
     code = "session_required"
     default_message = "This request needs a signed-in session, not an API key."
+
+
+class CsrfError(PermissionDeniedError):
+    """An unsafe request riding a browser session cookie without proof that our own page
+    sent it: no or a wrong X-CSRF-Token, or a foreign Origin / Sec-Fetch-Site."""
+
+    code = "csrf_failed"
+    default_message = "The request failed the cross-site request forgery check."
 
 
 class NotFoundError(GatehouseError):

@@ -91,6 +91,7 @@ class Services:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.api_keys.close()
+        await self.sessions.close()
         self.hasher.close()
         await self.db.dispose()
 
@@ -158,6 +159,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         verifier=verifier,
         keys=keys,
         opaque=OpaqueTokens(secret.derive("gatehouse refresh-token digest v1")),
+        csrf_key=secret.derive("gatehouse csrf token v1"),
         cache=cache,
         clock=clock,
         idle_ttl_seconds=settings.refresh_idle_ttl.total_seconds(),

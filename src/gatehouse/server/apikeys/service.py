@@ -10,7 +10,6 @@ whenever a key is revoked or the owner changes), so a warm check reads no databa
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import re
 import uuid
@@ -42,6 +41,7 @@ from gatehouse.server.pagination import decode_cursor, encode_cursor
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
+from gatehouse.server.usage import UsageRecorder
 
 # last_used_at is written at most this often per key (and per process, before the write).
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -67,8 +67,7 @@ class ApiKeyService:
         self._opaque = opaque
         self._cache = cache
         self._clock = clock
-        self._touched: dict[UUID, datetime] = {}
-        self._touches: set[asyncio.Task[None]] = set()
+        self._usage = UsageRecorder(TOUCH_INTERVAL)
 
     async def issue(
         self,
@@ -241,29 +240,13 @@ class ApiKeyService:
         return found
 
     def _touch(self, key: ApiKey, now: datetime) -> None:
-        """Record the use in the background, at most once a minute per key and process (and
-        the conditional UPDATE keeps it to once a minute across processes)."""
-        last = self._touched.get(key.id) or key.last_used_at
-        if last is not None and now - last < TOUCH_INTERVAL:
-            return
-        if len(self._touched) > 100_000:
-            self._touched.clear()
-        self._touched[key.id] = now
-        task = asyncio.create_task(
-            self._keys.touch(key.id, now=now, not_since=now - TOUCH_INTERVAL)
-        )
-        self._touches.add(task)
-        task.add_done_callback(self._touch_done)
-
-    def _touch_done(self, task: asyncio.Task[None]) -> None:
-        self._touches.discard(task)
-        if not task.cancelled():
-            task.exception()  # a failed touch is retried by the next use after a minute
+        """Record the use in the background, at most once a minute per key."""
+        if self._usage.due(key.id, key.last_used_at, now):
+            self._usage.write(self._keys.touch(key.id, now=now, not_since=now - TOUCH_INTERVAL))
 
     async def close(self) -> None:
-        """Wait for the last-use writes in flight (a few, at most one per key)."""
-        if self._touches:
-            await asyncio.gather(*self._touches, return_exceptions=True)
+        """Wait for the last-use writes in flight."""
+        await self._usage.close()
 
 
 def _granted_scopes(owner: User, scopes: Iterable[str] | None, *, by_admin: bool) -> frozenset[str]:

@@ -22,7 +22,7 @@ from gatehouse.server.config import Settings
 from gatehouse.server.http import errors
 from gatehouse.server.http.client_address import ClientAddress
 from gatehouse.server.http.headers import SecurityHeaders
-from gatehouse.server.http.middleware import BodySizeLimit
+from gatehouse.server.http.middleware import BodySizeLimit, QueryApiKey
 from gatehouse.server.http.routers import admin, auth, docs, health, oauth, users, wellknown
 from gatehouse.server.wiring import Services, build_services
 
@@ -37,6 +37,8 @@ class GatehouseApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
         settings = self._front_settings
+        if settings.api_key_in_query:
+            app = QueryApiKey(app)
         if settings.trusted_proxies:
             app = ClientAddress(app, trusted=settings.trusted_proxies)
         return SecurityHeaders(app, hsts=settings.issuer.startswith("https://"))

@@ -18,6 +18,8 @@ from gatehouse.server.errors import (
     PermissionDeniedError,
     SessionRequiredError,
 )
+from gatehouse.server.http.browser import API_KEY_COOKIE, check_csrf, session_cookie_name
+from gatehouse.server.http.middleware import API_KEY_SCOPE
 from gatehouse.server.sessions.models import ClientInfo, Principal
 from gatehouse.server.wiring import Services
 
@@ -54,10 +56,27 @@ async def current_principal(
     services: Services = request.app.state.services
     if token:
         return await services.authenticator.authenticate(token)
-    api_key = request.headers.get("x-api-key")
+    api_key = request.headers.get("x-api-key") or _api_key_elsewhere(request, services)
     if api_key:
         return await services.authenticator.authenticate_key(api_key)
+    cookie = request.cookies.get(session_cookie_name(services.settings))
+    if cookie:
+        principal = await services.sessions.authenticate_cookie(cookie)
+        assert principal.session_id is not None  # noqa: S101 - a cookie names a session
+        check_csrf(request, services, principal.session_id)
+        return principal
     raise NotAuthenticatedError
+
+
+def _api_key_elsewhere(request: Request, services: Services) -> str | None:
+    """An API key in the query string or a cookie, where a setting allows it (off by
+    default: URLs end up in logs and histories, cookies ride cross-site requests)."""
+    settings = services.settings
+    if settings.api_key_in_query and (key := request.scope.get(API_KEY_SCOPE)):
+        return str(key)
+    if settings.api_key_in_cookie and (key := request.cookies.get(API_KEY_COOKIE)):
+        return key
+    return None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

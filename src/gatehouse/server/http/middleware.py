@@ -1,14 +1,19 @@
-"""ASGI middleware: the request body size limit.
+"""ASGI middleware: the request body size limit, and an API key taken out of the URL.
 
 A declared Content-Length over the limit is refused with 413 before the app reads a byte; a
 body without a declared length is read up to the limit and refused with 413 past it. Pure
 ASGI, so a request with a declared length costs one header scan.
+
+`QueryApiKey` (only with `GATEHOUSE_API_KEY_IN_QUERY=true`) moves `?api_key=` out of the
+query string into `scope["gatehouse.api_key"]` before anything else sees the request, so
+the access log (which uvicorn writes from the same scope) never shows the key.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -102,3 +107,22 @@ async def _reject(send: Send, status: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+API_KEY_SCOPE = "gatehouse.api_key"
+
+
+class QueryApiKey:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if b"api_key" in query:
+            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            keys = [v for k, v in pairs if k == "api_key"]
+            if keys:
+                scope[API_KEY_SCOPE] = keys[0]
+                rest = [(k, v) for k, v in pairs if k != "api_key"]
+                scope["query_string"] = urlencode(rest).encode("latin-1")
+        await self.app(scope, receive, send)

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Stri
 
 from gatehouse.server.accounts.models import User
 from gatehouse.server.apikeys.models import ApiKey, ClientToken, IssuedApiKey
-from gatehouse.server.sessions.models import Session, TokenPair
+from gatehouse.server.sessions.models import CookieLogin, Session, TokenPair
 
 # Schema-level caps only bound the work; the services apply the real rules.
 Username = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -129,6 +129,25 @@ class TokenPairOut(BaseModel):
             expires_in=pair.expires_in,
             refresh_token=pair.refresh_token,
             session_id=pair.session_id,
+        )
+
+
+class CookieSessionOut(BaseModel):
+    """A browser login: the session cookie is set; only the CSRF token is in the body."""
+
+    csrf_token: str
+    session_id: UUID
+    user: UserOut
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, login: CookieLogin, user: User) -> CookieSessionOut:
+        session = login.session
+        return cls(
+            csrf_token=login.csrf_token,
+            session_id=session.id,
+            user=UserOut.of(user),
+            expires_at=min(session.expires_at, session.refresh_expires_at),
         )
 
 

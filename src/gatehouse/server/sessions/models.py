@@ -53,6 +53,15 @@ class TokenPair:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieLogin:
+    """A browser session just opened: its record, the cookie's value and the CSRF token."""
+
+    session: Session
+    cookie: str
+    csrf_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The caller of a protected route, an active user, by one of three credentials:
 

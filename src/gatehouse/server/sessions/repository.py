@@ -13,7 +13,23 @@ from gatehouse.server.sessions.models import RefreshLookup, Session
 
 
 class SessionRepository(Protocol):
-    async def create(self, session: Session, refresh_digest: bytes) -> None: ...
+    async def create(
+        self, session: Session, refresh_digest: bytes, cookie_digest: bytes | None = None
+    ) -> None: ...
+
+    async def find_cookie_session(
+        self, cookie_digest: bytes, *, now: datetime
+    ) -> tuple[User, Session] | None:
+        """The live session (unrevoked, within both expiries) of this cookie digest and its
+        active user, in one round trip; None otherwise."""
+        ...
+
+    async def touch(
+        self, session_id: UUID, *, now: datetime, refresh_expires_at: datetime, not_since: datetime
+    ) -> None:
+        """Record a use of a live session: last_used_at = now and the idle expiry moved to
+        `refresh_expires_at`, unless it was already used at or after `not_since`."""
+        ...
 
     async def find_by_refresh(self, digest: bytes) -> RefreshLookup | None:
         """The session whose current or any earlier refresh token has this digest."""

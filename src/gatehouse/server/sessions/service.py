@@ -8,6 +8,9 @@ twice in parallel with one token loses the session, exactly as an attacker repla
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import uuid
 from datetime import timedelta
 from uuid import UUID
@@ -21,10 +24,17 @@ from gatehouse.server.errors import (
 )
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import PrincipalCache
-from gatehouse.server.sessions.models import ClientInfo, Principal, Session, TokenPair
+from gatehouse.server.sessions.models import (
+    ClientInfo,
+    CookieLogin,
+    Principal,
+    Session,
+    TokenPair,
+)
 from gatehouse.server.sessions.repository import SessionRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.tokens.service import KeyService
+from gatehouse.server.usage import UsageRecorder
 from gatehouse.verifier import (
     AccessTokenClaims,
     AccessTokenVerifier,
@@ -34,6 +44,10 @@ from gatehouse.verifier import (
 )
 
 REFRESH_TOKEN_PREFIX = "ghr_"
+COOKIE_PREFIX = "ghs_"
+# A cookie session's last use (and its sliding idle expiry) is written at most this often.
+_COOKIE_TOUCH_INTERVAL = timedelta(minutes=1)
+_COOKIE_CACHE_PREFIX = "cookie:"
 # Rows per pruning transaction: a few milliseconds of work on SQLite.
 _PRUNE_BATCH = 500
 _MAX_REFRESH_TOKEN_LENGTH = 128
@@ -50,6 +64,7 @@ class SessionService:
         verifier: AccessTokenVerifier,
         keys: KeyService,
         opaque: OpaqueTokens,
+        csrf_key: bytes,
         cache: PrincipalCache,
         clock: Clock,
         idle_ttl_seconds: float,
@@ -61,6 +76,8 @@ class SessionService:
         self._verifier = verifier
         self._keys = keys
         self._opaque = opaque
+        self._csrf_key = csrf_key
+        self._usage = UsageRecorder(_COOKIE_TOUCH_INTERVAL)
         self._cache = cache
         self._clock = clock
         self._idle = idle_ttl_seconds
@@ -69,10 +86,66 @@ class SessionService:
 
     async def open(self, user: User, client: ClientInfo) -> TokenPair:
         """Start a session for a freshly authenticated user and return its first pair."""
+        refresh_token, digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
+        session = self._new_session(user, client)
+        await self._sessions.create(session, digest)
+        return await self._pair(user, session.id, refresh_token)
+
+    async def open_cookie(self, user: User, client: ClientInfo) -> CookieLogin:
+        """Start a browser session: a fresh id and cookie every time (no fixation), on the
+        same record, list and clocks as token sessions, and no refresh token anyone holds."""
+        cookie, cookie_digest = self._opaque.new(COOKIE_PREFIX)
+        _, unusable_refresh = self._opaque.new(REFRESH_TOKEN_PREFIX)
+        session = self._new_session(user, client)
+        await self._sessions.create(session, unusable_refresh, cookie_digest)
+        return CookieLogin(session=session, cookie=cookie, csrf_token=self.csrf_token(session.id))
+
+    async def authenticate_cookie(self, cookie: str) -> Principal:
+        """The live browser session of a cookie. Each use slides its idle expiry (written at
+        most once a minute); the absolute expiry stays.
+
+        Raises:
+            InvalidAccessTokenError: unknown cookie, or its session or user is not live.
+        """
+        if not cookie.startswith(COOKIE_PREFIX) or len(cookie) > _MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidAccessTokenError("The session has ended.")
+        digest = self._opaque.digest(cookie)
+        key = _COOKIE_CACHE_PREFIX + digest.hex()
+        now = self._clock.now()
+        entry = self._cache.lookup(key, now)
+        if entry is not None and isinstance(entry.payload, Session):
+            user, session = entry.user, entry.payload
+        else:
+            generation = self._cache.generation
+            found = await self._sessions.find_cookie_session(digest, now=now)
+            if found is None:
+                raise InvalidAccessTokenError("The session has ended.")
+            user, session = found
+            until = min(session.expires_at, session.refresh_expires_at)
+            self._cache.put(key, user, until, generation, payload=session)
+        if self._usage.due(session.id, session.last_used_at, now):
+            self._usage.write(
+                self._sessions.touch(
+                    session.id,
+                    now=now,
+                    refresh_expires_at=min(now + timedelta(seconds=self._idle), session.expires_at),
+                    not_since=now - _COOKIE_TOUCH_INTERVAL,
+                )
+            )
+        return Principal(user=user, session_id=session.id, claims=None, roles=user.roles)
+
+    def csrf_token(self, session_id: UUID) -> str:
+        """The session's CSRF token: HMAC of its id, so no other session's token matches."""
+        mac = hmac.new(self._csrf_key, session_id.bytes, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def csrf_matches(self, session_id: UUID, token: str) -> bool:
+        return hmac.compare_digest(self.csrf_token(session_id), token)
+
+    def _new_session(self, user: User, client: ClientInfo) -> Session:
         now = self._clock.now()
         expires_at = now + timedelta(seconds=self._absolute)
-        refresh_token, digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
-        session = Session(
+        return Session(
             id=uuid.uuid4(),
             user_id=user.id,
             device_name=client.device_name,
@@ -83,8 +156,6 @@ class SessionService:
             expires_at=expires_at,
             refresh_expires_at=min(now + timedelta(seconds=self._idle), expires_at),
         )
-        await self._sessions.create(session, digest)
-        return await self._pair(user, session.id, refresh_token)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token: the old one dies, a new pair is returned.
@@ -219,6 +290,10 @@ class SessionService:
 
     async def logout_all(self, user_id: UUID) -> int:
         return await self._sessions.revoke_all(user_id, now=self._clock.now(), reason="logout_all")
+
+    async def close(self) -> None:
+        """Wait for the last-use writes in flight."""
+        await self._usage.close()
 
     async def prune_ended(self) -> int:
         """Delete what is left of sessions that ended more than the retention ago (revoked,

@@ -80,6 +80,27 @@ _SWAP_REFRESH = (
     )
 )
 _INSERT_ROTATED = sa.insert(refresh_token_history)
+_NOW = sa.bindparam("now", type_=sessions.c.expires_at.type)
+# Every request of a browser session reads this on a cache miss: built once.
+_LIVE_COOKIE_SESSION = _session_with_user().where(
+    sessions.c.cookie_digest == sa.bindparam("digest"),
+    sessions.c.revoked_at.is_(None),
+    sessions.c.expires_at > _NOW,
+    sessions.c.refresh_expires_at > _NOW,
+    users.c.is_active.is_(True),
+)
+_TOUCH = (
+    sa.update(sessions)
+    .where(
+        sessions.c.id == sa.bindparam("session_id"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.last_used_at < sa.bindparam("not_since", type_=sessions.c.last_used_at.type),
+    )
+    .values(
+        last_used_at=_NOW,
+        refresh_expires_at=sa.bindparam("refresh_expires_at", type_=sessions.c.expires_at.type),
+    )
+)
 
 # A session has ended once it is revoked or its refresh token expires (refresh_expires_at
 # never exceeds the absolute expires_at). Both columns are indexed.
@@ -126,8 +147,11 @@ class SqlSessionRepository:
             )
         )
 
-    async def create(self, session: Session, refresh_digest: bytes) -> None:
+    async def create(
+        self, session: Session, refresh_digest: bytes, cookie_digest: bytes | None = None
+    ) -> None:
         row = {
+            "cookie_digest": cookie_digest,
             "id": session.id,
             "user_id": session.user_id,
             "device_name": session.device_name,
@@ -232,6 +256,30 @@ class SqlSessionRepository:
             if not deleted:
                 deleted = (await conn.execute(_DELETE_ENDED_SESSIONS, params)).rowcount
         return int(deleted)
+
+    async def find_cookie_session(
+        self, cookie_digest: bytes, *, now: datetime
+    ) -> tuple[User, Session] | None:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(_LIVE_COOKIE_SESSION, {"digest": cookie_digest, "now": now})
+            ).all()
+        found = users_from_rows(rows)
+        return (found[0], _session(rows[0])) if found else None
+
+    async def touch(
+        self, session_id: UUID, *, now: datetime, refresh_expires_at: datetime, not_since: datetime
+    ) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                _TOUCH,
+                {
+                    "session_id": session_id,
+                    "now": now,
+                    "refresh_expires_at": refresh_expires_at,
+                    "not_since": not_since,
+                },
+            )
 
     async def find_principal(
         self, session_id: UUID, user_id: UUID, *, now: datetime

@@ -89,6 +89,9 @@ sessions = sa.Table(
     sa.Column("refresh_digest", sa.LargeBinary(32), nullable=False, unique=True),
     sa.Column("revoked_at", UTCDateTime(), nullable=True, index=True),
     sa.Column("revoked_reason", sa.String(32), nullable=True),
+    # A browser (cookie) session: the digest of its cookie. Its refresh_digest is of a
+    # token nobody was given, so /auth/refresh can never continue it.
+    sa.Column("cookie_digest", sa.LargeBinary(32), nullable=True, unique=True),
 )
 
 refresh_token_history = sa.Table(

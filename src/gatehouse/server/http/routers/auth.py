@@ -1,11 +1,15 @@
-"""/auth: register, log in, refresh, log out (JSON API for first-party programs)."""
+"""/auth: register, log in, refresh, log out (JSON API for first-party programs), and the
+cookie session of browser front ends (`/auth/session`; see http/browser.py for the cookie
+and its CSRF rules)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from gatehouse.server.http.browser import check_origin, clear_session_cookie, set_session_cookie
 from gatehouse.server.http.deps import ServicesDep, SessionPrincipal, client_info
 from gatehouse.server.http.schemas import (
+    CookieSessionOut,
     LoginRequest,
     RefreshRequest,
     RegisterRequest,
@@ -59,3 +63,30 @@ async def logout(principal: SessionPrincipal, services: ServicesDep) -> None:
 async def logout_all(principal: SessionPrincipal, services: ServicesDep) -> None:
     """End every session of the caller, this one included."""
     await services.sessions.logout_all(principal.user.id)
+
+
+@router.post("/session")
+async def cookie_login(
+    body: LoginRequest, request: Request, response: Response, services: ServicesDep
+) -> CookieSessionOut:
+    """Log a browser in: a fresh session behind an HttpOnly cookie, and its CSRF token.
+
+    No token is in the body. Send the CSRF token as `X-CSRF-Token` on every unsafe request
+    that rides the cookie. A login from a page of another origin is refused (403).
+    """
+    check_origin(request, services.settings)
+    user = await services.accounts.authenticate(body.username, body.password)
+    login = await services.sessions.open_cookie(user, client_info(request, body.device_name))
+    set_session_cookie(response, services.settings, login.cookie)
+    no_store(response)
+    return CookieSessionOut.of(login, user)
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def cookie_logout(
+    principal: SessionPrincipal, response: Response, services: ServicesDep
+) -> None:
+    """End this browser session (the CSRF rules apply) and clear its cookie."""
+    assert principal.session_id is not None  # noqa: S101 - SessionPrincipal guarantees it
+    await services.sessions.logout(principal.user.id, principal.session_id)
+    clear_session_cookie(response, services.settings)
