@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.e2e.harness import Deployment, Server, register
 
@@ -24,6 +25,32 @@ POSTGRES_ADMIN_URL = os.environ.get(
 def deployment(tmp_path: Path) -> Deployment:
     """A data dir that does not exist yet, and the base environment of every command."""
     return Deployment.fresh(tmp_path)
+
+
+# Debian's Chromium, installed by .ci/run; Playwright never downloads a browser here.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium for a module's browser tests (each test opens its own context)."""
+    assert Path(CHROMIUM).exists(), "Chromium is missing: .ci/run installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,28 @@ def test_api_keys_cli_creates_lists_and_revokes_while_serving(deployment: Deploy
         unknown = deployment.cli("api-keys", "revoke", key_id.group(1))
         assert_clean_failure(unknown, 1)
         assert len(unknown.stderr.splitlines()) == 1
+
+
+def test_no_key_reaches_the_access_log_in_any_transport(deployment: Deployment) -> None:
+    """With every transport on (header, Bearer, ?api_key=, cookie), right and wrong keys alike:
+    the server's log (access log included) never shows a key's secret."""
+    env = {"GATEHOUSE_API_KEY_IN_QUERY": "true", "GATEHOUSE_API_KEY_IN_COOKIE": "true"}
+    with deployment.serve(env=env) as server, server.client() as client:
+        made = deployment.cli("users", "create", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+        key = deployment.cli("api-keys", "create", "alice", "--name", "ci").stdout.strip()
+        wrong = key[:-4] + "zzzz"
+        for candidate, expected in ((key, 200), (wrong, 401)):
+            attempts = [
+                client.get("/users/me", headers={"X-API-Key": candidate}),
+                client.get("/users/me", headers={"Authorization": f"Bearer {candidate}"}),
+                client.get("/users/me", params={"api_key": candidate, "page": "2"}),
+                client.get("/users/me", headers={"Cookie": f"gatehouse_api_key={candidate}"}),
+            ]
+            for response in attempts:
+                assert response.status_code == expected, response.request.url
+                assert candidate not in response.text
+        log = server.log()
+    assert "GET /users/me?page=2 HTTP/1.1" in log
+    for secret in (key.rsplit("_", 1)[1], wrong.rsplit("_", 1)[1]):
+        assert secret not in log
