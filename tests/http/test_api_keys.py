@@ -78,11 +78,16 @@ async def test_a_key_authenticates_as_its_owner(client: httpx.AsyncClient, trans
 async def test_a_revoked_key_stops_at_once_and_others_keys_are_404(
     client: httpx.AsyncClient,
 ) -> None:
-    """DELETE revokes the caller's own key (401 on its next use); bob revoking alice's key id,
-    or any unknown id, gets 404 and changes nothing."""
+    """DELETE revokes the caller's own key (401 on its next use); bob reading or revoking alice's
+    key id, or any unknown id, gets 404 and changes nothing."""
     alice = await signup(client)
     key = await create_key(client, alice)
     bob = await signup(client, "bob")
+    own = await client.get(f"/users/me/api-keys/{key['id']}", headers=bearer(alice))
+    assert own.status_code == 200
+    assert own.json()["name"] == key["name"]
+    peeked = await client.get(f"/users/me/api-keys/{key['id']}", headers=bearer(bob))
+    assert peeked.status_code == 404
     stolen = await client.delete(f"/users/me/api-keys/{key['id']}", headers=bearer(bob))
     assert stolen.status_code == 404
     assert (await client.get("/users/me", headers=key_header(key["key"]))).status_code == 200

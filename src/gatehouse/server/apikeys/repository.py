@@ -17,6 +17,10 @@ class ApiKeyRepository(Protocol):
         not; None if there is none."""
         ...
 
+    async def get(self, key_id: UUID, *, owner_id: UUID) -> ApiKey | None:
+        """The unrevoked key with this id belonging to `owner_id`, or None."""
+        ...
+
     async def list(
         self, *, owner_id: UUID | None, limit: int, after: tuple[datetime, UUID] | None
     ) -> list[ApiKey]:

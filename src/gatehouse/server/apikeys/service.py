@@ -118,6 +118,13 @@ class ApiKeyService:
         """Every unrevoked key of one owner, oldest first."""
         return await self._keys.list(owner_id=owner_id, limit=10_000, after=None)
 
+    async def get_own(self, key_id: UUID, *, owner_id: UUID) -> ApiKey:
+        """Raises: NotFoundError for unknown, revoked and other users' keys alike."""
+        key = await self._keys.get(key_id, owner_id=owner_id)
+        if key is None:
+            raise NotFoundError("No such API key.")
+        return key
+
     async def list_page(
         self, *, owner_id: UUID | None, limit: int, cursor: str | None
     ) -> ApiKeyPage:

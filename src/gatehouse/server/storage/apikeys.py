@@ -92,6 +92,16 @@ class SqlApiKeyRepository:
         owner = users_from_rows(rows)[0]
         return ApiKeyLookup(record=_key(rows[0]), digest=rows[0].digest, owner=owner)
 
+    async def get(self, key_id: UUID, *, owner_id: UUID) -> ApiKey | None:
+        stmt = sa.select(*_KEY_COLUMNS).where(
+            api_keys.c.id == key_id,
+            api_keys.c.owner_id == owner_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        return _key(row) if row is not None else None
+
     async def list(
         self, *, owner_id: UUID | None, limit: int, after: tuple[datetime, UUID] | None
     ) -> list[ApiKey]:

@@ -88,6 +88,14 @@ async def create_api_key(
     return IssuedApiKeyOut.of(issued)
 
 
+@router.get("/api-keys/{key_id}")
+async def get_api_key(
+    key_id: UUID, principal: CurrentPrincipal, services: ServicesDep
+) -> ApiKeyOut:
+    """One of the caller's keys; another user's key id answers 404, like an unknown one."""
+    return ApiKeyOut.of(await services.api_keys.get_own(key_id, owner_id=principal.user.id))
+
+
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_api_key(key_id: UUID, principal: SessionPrincipal, services: ServicesDep) -> None:
     """Revoke one of the caller's keys; another user's key id answers 404, like an unknown one."""
