@@ -275,7 +275,7 @@ async def test_api_keys_in_the_query_or_a_cookie_only_when_enabled(
     database_url: str, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
     """By default ?api_key= and the gatehouse_api_key cookie are ignored (401); with the two
-    settings on they authenticate."""
+    settings on they authenticate, and the cookie gets the Origin checks on unsafe methods."""
     await register(client)
     pair = await login(client)
     created = await client.post("/users/me/api-keys", json={"name": "q"}, headers=bearer(pair))
@@ -295,5 +295,13 @@ async def test_api_keys_in_the_query_or_a_cookie_only_when_enabled(
             assert by_query.status_code == 200, by_query.text
             by_cookie = await c.get("/users/me", headers=key_cookie)
             assert by_cookie.status_code == 200
+            # The key cookie is ambient: an unsafe request with it from another origin is
+            # refused like one riding the session cookie.
+            foreign = await c.post(
+                "/auth/logout-all",
+                headers={**key_cookie, "Origin": "https://evil.example"},
+            )
+            assert foreign.status_code == 403
+            assert foreign.json()["code"] == "csrf_failed"
     finally:
         await services.close()

@@ -86,6 +86,15 @@ def check_origin(request: Request, settings: Settings) -> None:
         raise CsrfError
 
 
+def check_unsafe_origin(request: Request, settings: Settings) -> None:
+    """Rules 1 and 2 for an unsafe request (an API key sent as a cookie gets these).
+
+    Raises: CsrfError.
+    """
+    if request.method not in _SAFE_METHODS:
+        check_origin(request, settings)
+
+
 def check_csrf(request: Request, services: Services, session_id: UUID) -> None:
     """Rules 1-3 for an unsafe request that rides the session cookie.
 

@@ -18,7 +18,12 @@ from gatehouse.server.errors import (
     PermissionDeniedError,
     SessionRequiredError,
 )
-from gatehouse.server.http.browser import API_KEY_COOKIE, check_csrf, session_cookie_name
+from gatehouse.server.http.browser import (
+    API_KEY_COOKIE,
+    check_csrf,
+    check_unsafe_origin,
+    session_cookie_name,
+)
 from gatehouse.server.http.middleware import API_KEY_SCOPE
 from gatehouse.server.sessions.models import ClientInfo, Principal
 from gatehouse.server.wiring import Services
@@ -43,8 +48,10 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The live caller behind the request's credential: `Authorization: Bearer` with an
-    access token or an API key, or an API key in `X-API-Key` (see `server/callers.py`).
+    """The live caller behind the request's credential, in this order: `Authorization:
+    Bearer` with an access token or an API key; an API key in `X-API-Key` (or `?api_key=`,
+    or the `gatehouse_api_key` cookie, where settings allow); the browser-session cookie
+    (with the CSRF rules of http/browser.py). See `server/callers.py`.
 
     Every protected request resolves this, so it is kept to one dependency below it
     (FastAPI's dependency solving costs tens of microseconds per node).
@@ -54,29 +61,26 @@ async def current_principal(
         InvalidAccessTokenError: the credential, its session or key, or its user is not valid.
     """
     services: Services = request.app.state.services
+    settings = services.settings
     if token:
         return await services.authenticator.authenticate(token)
-    api_key = request.headers.get("x-api-key") or _api_key_elsewhere(request, services)
+    api_key = request.headers.get("x-api-key")
+    if not api_key and settings.api_key_in_query:
+        api_key = request.scope.get(API_KEY_SCOPE)
     if api_key:
+        return await services.authenticator.authenticate_key(str(api_key))
+    if settings.api_key_in_cookie and (api_key := request.cookies.get(API_KEY_COOKIE)):
+        # A cookie rides along on requests a foreign page makes: unsafe ones must come
+        # from our own origin (there is no CSRF token for keys).
+        check_unsafe_origin(request, settings)
         return await services.authenticator.authenticate_key(api_key)
-    cookie = request.cookies.get(session_cookie_name(services.settings))
+    cookie = request.cookies.get(session_cookie_name(settings))
     if cookie:
         principal = await services.sessions.authenticate_cookie(cookie)
         assert principal.session_id is not None  # noqa: S101 - a cookie names a session
         check_csrf(request, services, principal.session_id)
         return principal
     raise NotAuthenticatedError
-
-
-def _api_key_elsewhere(request: Request, services: Services) -> str | None:
-    """An API key in the query string or a cookie, where a setting allows it (off by
-    default: URLs end up in logs and histories, cookies ride cross-site requests)."""
-    settings = services.settings
-    if settings.api_key_in_query and (key := request.scope.get(API_KEY_SCOPE)):
-        return str(key)
-    if settings.api_key_in_cookie and (key := request.cookies.get(API_KEY_COOKIE)):
-        return key
-    return None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
