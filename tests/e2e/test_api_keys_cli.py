@@ -26,12 +26,31 @@ def test_api_keys_cli_creates_lists_and_revokes_while_serving(deployment: Deploy
         assert me.status_code == 200, me.text
         assert me.json()["username"] == "alice"
 
+        expiring = deployment.cli(
+            "api-keys",
+            "create",
+            "alice",
+            "--name",
+            "nightly",
+            "--expires-at",
+            "2030-01-01T00:00:00Z",
+        )
+        assert expiring.returncode == 0, expiring.stderr
+        for bad in ("soon", "2030-01-01T00:00:00"):  # not an instant; no offset
+            refused = deployment.cli(
+                "api-keys", "create", "alice", "--name", "x", "--expires-at", bad
+            )
+            assert_clean_failure(refused, 1)
+
         listed = deployment.cli("api-keys", "list", "--owner", "alice")
         assert listed.returncode == 0, listed.stderr
-        (line,) = listed.stdout.splitlines()
+        line, nightly = listed.stdout.splitlines()
+        assert "'nightly'" in nightly
+        assert "expires=2030-01-01T00:00:00+00:00" in nightly
         assert line.startswith(key_id.group(1))
         assert f"ghk_{match.group(1)}" in line
         assert "scopes=user" in line
+        assert "expires=never" in line
         assert match.group(2) not in listed.stdout
 
         revoked = deployment.cli("api-keys", "revoke", key_id.group(1))

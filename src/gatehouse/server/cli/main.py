@@ -11,6 +11,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Annotated, NoReturn, Protocol, TypeVar
 
 import typer
@@ -284,6 +285,13 @@ def keys_list() -> None:
         typer.echo(line)
 
 
+def _instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail("--expires-at must be an RFC 3339 instant, e.g. 2030-01-01T00:00:00Z")
+
+
 async def _user_named(services: Services, username: str) -> User:
     user = await services.accounts.find_by_username(username)
     if user is None:
@@ -302,13 +310,18 @@ def api_keys_create(
             help="A role of the owner, or introspect; repeatable. Default: all the owner's roles.",
         ),
     ] = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option("--expires-at", help="RFC 3339 instant with an offset; default: never."),
+    ] = None,
 ) -> None:
     """Create a key for USERNAME and print it once (only its digest is stored)."""
+    expires = _instant(expires_at) if expires_at else None
 
     async def work(services: Services) -> tuple[str, str]:
         owner = await _user_named(services, username)
         issued = await services.api_keys.issue(
-            owner, name=name, scopes=scope, expires_at=None, by_admin=True
+            owner, name=name, scopes=scope, expires_at=expires, by_admin=True
         )
         record = issued.record
         scopes = ",".join(sorted(record.scopes)) or "-"
