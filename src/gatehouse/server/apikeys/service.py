@@ -39,7 +39,7 @@ from gatehouse.server.errors import (
 )
 from gatehouse.server.pagination import decode_cursor, encode_cursor
 from gatehouse.server.secret import OpaqueTokens
-from gatehouse.server.sessions.cache import PrincipalCache
+from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.usage import UsageRecorder
 
@@ -207,10 +207,8 @@ class ApiKeyService:
         """The key of a client-credentials access token, if it and its owner are still live
         (no secret: the token's signature already vouched for the key)."""
         public_id = client_id.removeprefix(API_KEY_PREFIX + "_")
-        found = await self._lookup(public_id)
+        found = await self._lookup(public_id, self._clock.now())
         if found is None or found.owner.id != owner_id:
-            return None
-        if not found.record.is_live(self._clock.now()) or not found.owner.is_active:
             return None
         return found.record, found.owner
 
@@ -220,31 +218,28 @@ class ApiKeyService:
         public_id = key_format.split_key(key)
         if public_id is None:
             return None
-        found = await self._lookup(public_id)
-        if found is None or not hmac.compare_digest(found.digest, digest):
-            return None
         now = self._clock.now()
-        if not found.record.is_live(now) or not found.owner.is_active:
+        found = await self._lookup(public_id, now)
+        if found is None or not hmac.compare_digest(found.digest, digest):
             return None
         self._touch(found.record, now)
         return found.record, found.owner
 
-    async def _lookup(self, public_id: str) -> ApiKeyLookup | None:
-        now = self._clock.now()
-        entry = self._cache.lookup(_CACHE_PREFIX + public_id, now)
-        if entry is not None and isinstance(entry.payload, ApiKeyLookup):
-            return entry.payload
-        generation = self._cache.generation
-        found = await self._keys.find_by_public_id(public_id)
-        if found is not None and found.record.revoked_at is None and found.owner.is_active:
-            self._cache.put(
-                _CACHE_PREFIX + public_id,
-                found.owner,
-                found.record.expires_at or _NEVER,
-                generation,
-                payload=found,
-            )
-        return found
+    async def _lookup(self, public_id: str, now: datetime) -> ApiKeyLookup | None:
+        """The key if it is live and its owner active (a cached entry stops at the key's
+        expiry and is evicted when the key is revoked or the owner changes)."""
+        cache_key = _CACHE_PREFIX + public_id
+
+        async def load() -> Loaded | None:
+            found = await self._keys.find_by_public_id(public_id)
+            if found is None or not found.record.is_live(now) or not found.owner.is_active:
+                return None
+            return found.owner, found.record.expires_at or _NEVER, found
+
+        entry = self._cache.lookup(cache_key, now) or await self._cache.fill(cache_key, load)
+        if entry is None or not isinstance(entry.payload, ApiKeyLookup):
+            return None
+        return entry.payload
 
     def _touch(self, key: ApiKey, now: datetime) -> None:
         """Record the use in the background, at most once a minute per key."""

@@ -9,6 +9,7 @@ field and the reason and never echo the submitted value. Unexpected exceptions a
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -76,17 +77,31 @@ def is_oauth(request: Request) -> bool:
     return request.url.path.startswith(OAUTH_PREFIX)
 
 
-def problem(
-    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    body = {
+# RFC 9110 s15.5.14 renamed 413; Python 3.11's HTTPStatus still has the old phrase.
+_TITLES = {413: "Content Too Large"}
+
+
+def problem_document(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 9457 body every problem answer has, from the app and from the layers below."""
+    return {
         "type": f"urn:gatehouse:problem:{code}",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "code": code,
         **extra,
     }
+
+
+def problem_bytes(status: int, code: str, detail: str) -> bytes:
+    """`problem_document` serialised as JSONResponse would, for pure ASGI and protocol code."""
+    return json.dumps(problem_document(status, code, detail), separators=(",", ":")).encode()
+
+
+def problem(
+    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = problem_document(status, code, detail, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -11,21 +11,14 @@ the access log (which uvicorn writes from the same scope) never shows the key.
 
 from __future__ import annotations
 
-import json
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_BODY = json.dumps(
-    {
-        "type": "urn:gatehouse:problem:payload_too_large",
-        "title": "Content Too Large",
-        "status": 413,
-        "detail": "The request body is too large.",
-        "code": "payload_too_large",
-    }
-).encode()
+from gatehouse.server.http.errors import problem_bytes
+
+_TOO_LARGE = problem_bytes(413, "payload_too_large", "The request body is too large.")
+_BAD_LENGTH = problem_bytes(400, "malformed_request", "The Content-Length header is not a number.")
 
 
 class BodySizeLimit:
@@ -82,19 +75,7 @@ class BodySizeLimit:
 
 
 async def _reject(send: Send, status: int) -> None:
-    body: Any = (
-        _BODY
-        if status == 413
-        else json.dumps(
-            {
-                "type": "urn:gatehouse:problem:malformed_request",
-                "title": "Bad Request",
-                "status": 400,
-                "detail": "The Content-Length header is not a number.",
-                "code": "malformed_request",
-            }
-        ).encode()
-    )
+    body = _TOO_LARGE if status == 413 else _BAD_LENGTH
     await send(
         {
             "type": "http.response.start",

@@ -19,12 +19,12 @@ connection is closed. Requests without an upgrade offer take the parent's code u
 
 from __future__ import annotations
 
-import json
 import re
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gatehouse.server.http.errors import problem_bytes
 from gatehouse.server.http.headers import BASE_SECURITY_HEADERS
 
 # RFC 9110 s7.8: Upgrade = #protocol; protocol = protocol-name ["/" protocol-version].
@@ -33,16 +33,7 @@ _PROTOCOL = re.compile(_TOKEN + rb"(?:/" + _TOKEN + rb")?")
 # Headers that belong to the upgrade offer itself (RFC 9113 s3.2 for HTTP2-Settings).
 _OFFER_HEADERS = frozenset({b"upgrade", b"http2-settings"})
 
-_BAD_REQUEST_BODY = json.dumps(
-    {
-        "type": "urn:gatehouse:problem:malformed_request",
-        "title": "Bad Request",
-        "status": 400,
-        "detail": "The request is not valid HTTP/1.1.",
-        "code": "malformed_request",
-    },
-    separators=(",", ":"),
-).encode()
+_BAD_REQUEST_BODY = problem_bytes(400, "malformed_request", "The request is not valid HTTP/1.1.")
 
 
 def head_without_upgrade(

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -44,6 +44,10 @@ class CacheEntry:
     cached_at: float
     # What else the entry's owner needs (an API key's record and digest); None for sessions.
     payload: object = None
+
+
+# What a cache loader returns: the user, when the entry stops being valid, and the payload.
+Loaded = tuple[User, datetime, object]
 
 
 class PrincipalCache:
@@ -95,6 +99,21 @@ class PrincipalCache:
             self.clear()
         self._entries[key] = CacheEntry(user, expires_at, time.monotonic(), payload)
         self._by_user.setdefault(user.id, set()).add(key)
+
+    async def fill(
+        self, key: Hashable, load: Callable[[], Awaitable[Loaded | None]]
+    ) -> CacheEntry | None:
+        """After a `lookup` miss: `load` reads the live record from the database (None when
+        there is none), and it is cached unless an eviction came in meanwhile (a revocation
+        racing the read must not be cached over). Call as `lookup(...) or await fill(...)`,
+        so a hit costs no coroutine."""
+        generation = self._generation
+        loaded = await load()
+        if loaded is None:
+            return None
+        user, expires_at, payload = loaded
+        self.put(key, user, expires_at, generation, payload)
+        return CacheEntry(user, expires_at, time.monotonic(), payload)
 
     def evict_users(self, user_ids: Iterable[UUID]) -> None:
         self._generation += 1

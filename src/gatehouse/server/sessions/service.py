@@ -23,7 +23,7 @@ from gatehouse.server.errors import (
     NotFoundError,
 )
 from gatehouse.server.secret import OpaqueTokens
-from gatehouse.server.sessions.cache import PrincipalCache
+from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.sessions.models import (
     ClientInfo,
     CookieLogin,
@@ -112,17 +112,18 @@ class SessionService:
         digest = self._opaque.digest(cookie)
         key = _COOKIE_CACHE_PREFIX + digest.hex()
         now = self._clock.now()
-        entry = self._cache.lookup(key, now)
-        if entry is not None and isinstance(entry.payload, Session):
-            user, session = entry.user, entry.payload
-        else:
-            generation = self._cache.generation
+
+        async def load() -> Loaded | None:
             found = await self._sessions.find_cookie_session(digest, now=now)
             if found is None:
-                raise InvalidAccessTokenError("The session has ended.")
+                return None
             user, session = found
-            until = min(session.expires_at, session.refresh_expires_at)
-            self._cache.put(key, user, until, generation, payload=session)
+            return user, min(session.expires_at, session.refresh_expires_at), session
+
+        entry = self._cache.lookup(key, now) or await self._cache.fill(key, load)
+        if entry is None or not isinstance(entry.payload, Session):
+            raise InvalidAccessTokenError("The session has ended.")
+        user, session = entry.user, entry.payload
         if self._usage.due(session.id, session.last_used_at, now):
             self._usage.write(
                 self._sessions.touch(
@@ -242,14 +243,15 @@ class SessionService:
         except ValueError as exc:
             raise InvalidAccessTokenError from exc
         now = self._clock.now()
-        user = self._cache.get(session_id, user_id, now)
-        if user is None:
-            generation = self._cache.generation
+
+        async def load() -> Loaded | None:
             found = await self._sessions.find_principal(session_id, user_id, now=now)
-            if found is None:
-                raise InvalidAccessTokenError("The session of this access token has ended.")
-            user, session_expires_at = found
-            self._cache.put(session_id, user, session_expires_at, generation)
+            return (*found, None) if found is not None else None
+
+        entry = self._cache.lookup(session_id, now) or await self._cache.fill(session_id, load)
+        if entry is None or entry.user.id != user_id:
+            raise InvalidAccessTokenError("The session of this access token has ended.")
+        user = entry.user
         return Principal(user=user, session_id=session_id, claims=claims, roles=user.roles)
 
     async def revoke_by_refresh(self, refresh_token: str) -> None:
