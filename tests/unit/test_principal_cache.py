@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from gatehouse.server.accounts.models import User
-from gatehouse.server.sessions.cache import PrincipalCache
+from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def _fresh_cache() -> PrincipalCache:
 def test_a_cached_principal_is_returned_until_its_user_is_evicted() -> None:
     """put then get hits; evict_users removes every session of that user."""
     cache, user, sid = _fresh_cache(), _user(), uuid4()
-    cache.put(sid, user, NOW + timedelta(days=1), cache.generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), cache.generation)
     assert cache.get(sid, user.id, NOW) is user
     cache.evict_users([user.id])
     assert cache.get(sid, user.id, NOW) is None
@@ -45,28 +45,28 @@ def test_a_miss_that_raced_an_eviction_is_not_cached() -> None:
     cache, user, sid = _fresh_cache(), _user(), uuid4()
     generation = cache.generation
     cache.evict_users([user.id])
-    cache.put(sid, user, NOW + timedelta(days=1), generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), generation)
     assert cache.get(sid, user.id, NOW) is None
 
 
 def test_an_expired_session_is_not_answered_from_the_cache() -> None:
     """Past the session's absolute expiry the cache answers nothing."""
     cache, user, sid = _fresh_cache(), _user(), uuid4()
-    cache.put(sid, user, NOW + timedelta(minutes=1), cache.generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(minutes=1)), cache.generation)
     assert cache.get(sid, user.id, NOW + timedelta(minutes=2)) is None
 
 
 def test_a_token_for_another_user_does_not_match_the_session() -> None:
     """The session id must belong to the token's subject."""
     cache, user, sid = _fresh_cache(), _user(), uuid4()
-    cache.put(sid, user, NOW + timedelta(days=1), cache.generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), cache.generation)
     assert cache.get(sid, UUID(int=7), NOW) is None
 
 
 def test_nothing_is_cached_before_the_log_was_read() -> None:
     """A cache never confirmed fresh neither stores nor answers."""
     cache, user, sid = PrincipalCache(ttl_seconds=30, fresh_seconds=60), _user(), uuid4()
-    cache.put(sid, user, NOW + timedelta(days=1), cache.generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), cache.generation)
     assert len(cache) == 0
 
 
@@ -74,7 +74,7 @@ def test_the_cache_stands_aside_when_the_log_was_not_read_lately() -> None:
     """Once the last successful poll is older than `fresh_seconds`, nothing is answered."""
     cache, user, sid = PrincipalCache(ttl_seconds=30, fresh_seconds=0.05), _user(), uuid4()
     cache.confirm_fresh()
-    cache.put(sid, user, NOW + timedelta(days=1), cache.generation)
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), cache.generation)
     assert cache.get(sid, user.id, NOW) is user
     time.sleep(0.06)
     assert cache.get(sid, user.id, NOW) is None

@@ -10,6 +10,10 @@ process memory when warm, see `sessions.cache`):
    acts with the token's scopes that the key still allows;
 3. a session's access token (a JWT with `sid`): signature and claims, then the session and
    the user must still be live; the caller acts with the user's roles.
+
+A device token (a JWT with `kind: "device"`) names a machine, not a user: user routes refuse
+it, and the device routes take it through `authenticate_device`, which checks that the
+device is still registered and active.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from gatehouse.server.accounts.models import User
 from gatehouse.server.apikeys.format import looks_like_key
 from gatehouse.server.apikeys.models import ApiKey
 from gatehouse.server.apikeys.service import ApiKeyService
-from gatehouse.server.errors import InvalidAccessTokenError
+from gatehouse.server.devices.models import DeviceRecord
+from gatehouse.server.devices.service import DeviceService
+from gatehouse.server.errors import GatehouseError, InvalidAccessTokenError
 from gatehouse.server.sessions.models import Principal
 from gatehouse.server.sessions.service import REFRESH_TOKEN_PREFIX, SessionService
 from gatehouse.verifier import AccessTokenClaims
@@ -30,9 +36,12 @@ from gatehouse.verifier import AccessTokenClaims
 class Authenticator:
     """Turns a presented credential into the Principal behind it."""
 
-    def __init__(self, *, sessions: SessionService, api_keys: ApiKeyService) -> None:
+    def __init__(
+        self, *, sessions: SessionService, api_keys: ApiKeyService, devices: DeviceService
+    ) -> None:
         self._sessions = sessions
         self._api_keys = api_keys
+        self._devices = devices
 
     async def authenticate(self, credential: str) -> Principal:
         """Raises: InvalidAccessTokenError for any credential that names no live caller."""
@@ -40,6 +49,17 @@ class Authenticator:
             return await self.authenticate_key(credential)
         claims = await self._sessions.verify(credential)
         return await self.principal(claims)
+
+    async def authenticate_device(self, token: str) -> DeviceRecord:
+        """The live device behind a device token.
+
+        Raises:
+            InvalidAccessTokenError: not a valid device token, or its device is gone.
+            DeviceSuspendedError, DeviceRevokedError: its device may not act now.
+        """
+        if looks_like_key(token):
+            raise InvalidAccessTokenError("This request needs a device token.")
+        return await self._devices.authenticate(await self._sessions.verify(token))
 
     async def authenticate_key(self, key: str) -> Principal:
         """Raises: InvalidAccessTokenError for a key that is malformed or not live."""
@@ -76,6 +96,8 @@ class Authenticator:
             return {"active": False}
         try:
             claims = await self._sessions.verify(token)
+            if claims.is_device:
+                return await self._introspect_device(claims)
             caller = await self.principal(claims)
         except InvalidAccessTokenError:
             return {"active": False}
@@ -86,7 +108,8 @@ class Authenticator:
             "exp": claims.expires_at,
             "iat": claims.issued_at,
             "iss": claims.issuer,
-            "aud": claims.audience[0] if len(claims.audience) == 1 else list(claims.audience),
+            "kind": claims.kind,
+            "aud": _audience(claims),
             "scope": " ".join(sorted(caller.roles)),
             "token_type": "bearer",
             "jti": claims.token_id,
@@ -97,11 +120,34 @@ class Authenticator:
             answer["sid"] = claims.session_id
         return answer
 
+    async def _introspect_device(self, claims: AccessTokenClaims) -> dict[str, Any]:
+        try:
+            record = await self._devices.authenticate(claims)
+        except GatehouseError:  # gone, suspended or revoked: inactive, whichever it is
+            return {"active": False}
+        return {
+            "active": True,
+            "kind": claims.kind,
+            "sub": claims.subject,
+            "device_id": str(record.device.id),
+            "license_id": str(record.device.license_id) if record.device.license_id else None,
+            "exp": claims.expires_at,
+            "iat": claims.issued_at,
+            "iss": claims.issuer,
+            "aud": _audience(claims),
+            "scope": "",
+            "token_type": "bearer",
+            "jti": claims.token_id,
+        }
+
     async def principal(self, claims: AccessTokenClaims) -> Principal:
         """The live caller behind verified access-token claims.
 
-        Raises: InvalidAccessTokenError when its session or key is no longer live.
+        Raises: InvalidAccessTokenError when its session or key is no longer live, or the
+            token is a device's.
         """
+        if claims.is_device:
+            raise InvalidAccessTokenError("A device token does not act for a user.")
         client_id = claims.raw.get("client_id")
         if claims.session_id is not None or not isinstance(client_id, str):
             return await self._sessions.principal(claims)
@@ -124,6 +170,10 @@ class Authenticator:
             roles=granted & record.effective_scopes(owner),
             api_key=record,
         )
+
+
+def _audience(claims: AccessTokenClaims) -> str | list[str]:
+    return claims.audience[0] if len(claims.audience) == 1 else list(claims.audience)
 
 
 def _key_principal(record: ApiKey, owner: User) -> Principal:

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     api_key_in_cookie: bool = Field(
         default=False, description="Also accept an API key in the gatehouse_api_key cookie."
     )
+    device_cull_interval: timedelta = Field(
+        default=timedelta(0),
+        description="How often the server frees the seats of devices silent past their "
+        "license's cull_after (seconds); 0 runs none (use `gatehouse devices cull`).",
+    )
     trusted_proxies: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = Field(
@@ -100,6 +105,7 @@ class Settings(BaseSettings):
         "key_refresh_interval",
         "revocation_poll_interval",
         "session_retention",
+        "device_cull_interval",
         mode="before",
     )
     @classmethod
@@ -183,6 +189,8 @@ class Settings(BaseSettings):
             raise ValueError("GATEHOUSE_REVOCATION_POLL_INTERVAL must be between 0.05 and 10 s")
         if not timedelta(hours=1) <= self.session_retention <= timedelta(days=3650):
             raise ValueError("GATEHOUSE_SESSION_RETENTION must be between 1 hour and 10 years")
+        if self.device_cull_interval < timedelta(0):
+            raise ValueError("GATEHOUSE_DEVICE_CULL_INTERVAL must be 0 (off) or positive")
         if self.key_refresh_interval < timedelta(seconds=1):
             raise ValueError("GATEHOUSE_KEY_REFRESH_INTERVAL must be at least 1 s")
         return self

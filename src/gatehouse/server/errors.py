@@ -14,14 +14,22 @@ that is safe to show: it never contains a submitted value or a secret.
     │   ├── InvalidCredentialsError  invalid_credentials
     │   ├── InvalidClientError       invalid_client (RFC 6749 s5.2)
     │   ├── NotAuthenticatedError    not_authenticated
-    │   └── InvalidAccessTokenError  invalid_token
+    │   ├── InvalidAccessTokenError  invalid_token
+    │   └── UnknownDeviceError       unknown_device (an unknown fingerprint or license key)
     ├── InvalidGrantError            invalid_grant (a refresh token or grant that fails)
     ├── PermissionDeniedError        insufficient_scope
     │   ├── SessionRequiredError     session_required
-    │   └── CsrfError                csrf_failed
+    │   ├── CsrfError                csrf_failed
+    │   ├── DeviceSuspendedError     device_suspended
+    │   ├── DeviceRevokedError       device_revoked
+    │   ├── LicenseExpiredError      license_expired
+    │   ├── LicenseSuspendedError    license_suspended
+    │   ├── LicenseFullError         license_full
+    │   └── FingerprintMismatchError fingerprint_mismatch
     ├── NotFoundError                not_found
     ├── ConflictError                conflict
     │   ├── UsernameTakenError       username_taken
+    │   ├── DeviceExistsError        device_exists
     │   └── SelfLockoutError         self_lockout
     └── StorageUnavailableError      storage_unavailable
 """
@@ -101,6 +109,14 @@ class InvalidAccessTokenError(AuthenticationError):
     default_message = "The access token is invalid, expired or revoked."
 
 
+class UnknownDeviceError(AuthenticationError):
+    """No device has this fingerprint, or no license this key: deliberately one error, so
+    an anonymous caller learns nothing about which devices or licenses exist."""
+
+    code = "unknown_device"
+    default_message = "No registered device or license matches."
+
+
 class InvalidGrantError(GatehouseError):
     code = "invalid_grant"
     default_message = "The grant is invalid, expired or revoked."
@@ -127,6 +143,38 @@ class CsrfError(PermissionDeniedError):
     default_message = "The request failed the cross-site request forgery check."
 
 
+class DeviceSuspendedError(PermissionDeniedError):
+    code = "device_suspended"
+    default_message = "This device is suspended."
+
+
+class DeviceRevokedError(PermissionDeniedError):
+    code = "device_revoked"
+    default_message = "This device is revoked."
+
+
+class LicenseExpiredError(PermissionDeniedError):
+    code = "license_expired"
+    default_message = "The license of this device has expired."
+
+
+class LicenseSuspendedError(PermissionDeniedError):
+    code = "license_suspended"
+    default_message = "The license of this device is suspended."
+
+
+class LicenseFullError(PermissionDeniedError):
+    code = "license_full"
+    default_message = "Every seat of this license is taken; deactivate a device first."
+
+
+class FingerprintMismatchError(PermissionDeniedError):
+    """A device token presented with a fingerprint that is not its device's."""
+
+    code = "fingerprint_mismatch"
+    default_message = "The fingerprint is not this device's."
+
+
 class NotFoundError(GatehouseError):
     code = "not_found"
     default_message = "No such resource."
@@ -140,6 +188,11 @@ class ConflictError(GatehouseError):
 class UsernameTakenError(ConflictError):
     code = "username_taken"
     default_message = "That username is taken."
+
+
+class DeviceExistsError(ConflictError):
+    code = "device_exists"
+    default_message = "A device with this fingerprint is registered already."
 
 
 class SelfLockoutError(ConflictError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
+from uuid import UUID
 
 from gatehouse.server.errors import InvalidInputError
 
@@ -23,3 +25,20 @@ def decode_cursor(cursor: str) -> str:
         return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidInputError("The cursor is malformed.", field="cursor") from exc
+
+
+def encode_time_cursor(created_at: datetime, item_id: UUID) -> str:
+    """The cursor after an item of a list in (created_at, id) order."""
+    return encode_cursor(f"{created_at.isoformat()}|{item_id}")
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Raises: InvalidInputError when the cursor is not one of `encode_time_cursor`'s."""
+    created, _, item_id = decode_cursor(cursor).partition("|")
+    try:
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("a naive timestamp")
+        return at, UUID(item_id)
+    except ValueError:
+        raise InvalidInputError("The cursor is malformed.", field="cursor") from None

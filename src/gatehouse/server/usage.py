@@ -22,10 +22,18 @@ class UsageRecorder:
         self._last: dict[Hashable, datetime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def due(self, key: Hashable, stored: datetime | None, now: datetime) -> bool:
-        """Whether a use at `now` should be written (and from now on counts as written)."""
+    def due(
+        self,
+        key: Hashable,
+        stored: datetime | None,
+        now: datetime,
+        *,
+        interval: timedelta | None = None,
+    ) -> bool:
+        """Whether a use at `now` should be written (and from now on counts as written);
+        `interval` overrides the recorder's own for this record (a device's policy)."""
         last = self._last.get(key) or stored
-        if last is not None and now - last < self.interval:
+        if last is not None and now - last < (interval or self.interval):
             return False
         if len(self._last) >= _MAX_TRACKED:
             self._last.clear()

@@ -16,17 +16,22 @@ from gatehouse.server.accounts.admin import AdminService
 from gatehouse.server.accounts.passwords import PasswordHasher
 from gatehouse.server.accounts.service import AccountService
 from gatehouse.server.apikeys.service import ApiKeyService
+from gatehouse.server.audit.models import Actor, LogAuditRecorder
 from gatehouse.server.callers import Authenticator
 from gatehouse.server.clock import Clock, SystemClock
 from gatehouse.server.config import DATABASE_FILE_NAME, Settings
+from gatehouse.server.devices.licenses import LicenseService
+from gatehouse.server.devices.service import DeviceService
 from gatehouse.server.errors import StorageUnavailableError
 from gatehouse.server.secret import SECRET_FILE_NAME, OpaqueTokens, ServerSecret
 from gatehouse.server.sessions.cache import InvalidationWatcher, PrincipalCache
 from gatehouse.server.sessions.service import SessionService
 from gatehouse.server.storage.apikeys import SqlApiKeyRepository
 from gatehouse.server.storage.database import Database
+from gatehouse.server.storage.devices import SqlDeviceRepository
 from gatehouse.server.storage.invalidations import InvalidationLog
 from gatehouse.server.storage.keys import SqlSigningKeyRepository
+from gatehouse.server.storage.licenses import SqlLicenseRepository
 from gatehouse.server.storage.sessions import SqlSessionRepository
 from gatehouse.server.storage.users import SqlUserRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
@@ -55,6 +60,8 @@ class Services:
     keys: KeyService
     sessions: SessionService
     api_keys: ApiKeyService
+    devices: DeviceService
+    licenses: LicenseService
     authenticator: Authenticator
     verifier: AccessTokenVerifier
     watcher: InvalidationWatcher
@@ -74,6 +81,8 @@ class Services:
         self._background.append(asyncio.create_task(self.watcher.run()))
         self._background.append(asyncio.create_task(self.db.keep_checkpointed()))
         self._background.append(asyncio.create_task(self._keep_pruning()))
+        if self.settings.device_cull_interval.total_seconds() > 0:
+            self._background.append(asyncio.create_task(self._keep_culling()))
 
     async def _keep_pruning(self) -> None:
         await asyncio.sleep(random.uniform(*_PRUNE_FIRST_AFTER_SECONDS))  # noqa: S311
@@ -85,12 +94,23 @@ class Services:
                 log.warning("pruning ended sessions failed; will retry", exc_info=True)
             await asyncio.sleep(_PRUNE_INTERVAL_SECONDS)
 
+    async def _keep_culling(self) -> None:
+        interval = self.settings.device_cull_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if culled := await self.devices.cull(by=Actor.system()):
+                    log.info("culled %d silent devices", culled)
+            except Exception:  # a background loop must outlive any one failure
+                log.warning("culling silent devices failed; will retry", exc_info=True)
+
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.api_keys.close()
+        await self.devices.close()
         await self.sessions.close()
         self.hasher.close()
         await self.db.dispose()
@@ -173,6 +193,18 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         issuer=issuer,
         clock=clock,
     )
+    license_keys = OpaqueTokens(secret.derive("gatehouse license-key digest v1"))
+    audit = LogAuditRecorder()
+    devices = DeviceService(
+        devices=SqlDeviceRepository(db, invalidations),
+        licenses=(license_repo := SqlLicenseRepository(db, invalidations)),
+        fingerprints=OpaqueTokens(secret.derive("gatehouse device-fingerprint digest v1")),
+        license_keys=license_keys,
+        issuer=issuer,
+        cache=cache,
+        audit=audit,
+        clock=clock,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -183,7 +215,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         keys=keys,
         sessions=sessions,
         api_keys=api_keys,
-        authenticator=Authenticator(sessions=sessions, api_keys=api_keys),
+        devices=devices,
+        licenses=LicenseService(
+            licenses=license_repo, license_keys=license_keys, audit=audit, clock=clock
+        ),
+        authenticator=Authenticator(sessions=sessions, api_keys=api_keys, devices=devices),
         verifier=verifier,
         watcher=InvalidationWatcher(feed=invalidations, cache=cache, clock=clock, interval=poll),
     )

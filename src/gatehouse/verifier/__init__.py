@@ -15,6 +15,8 @@ from gatehouse.verifier.errors import (
 )
 from gatehouse.verifier.jwt import (
     ACCESS_TOKEN_TYPE,
+    DEVICE_KIND,
+    USER_KIND,
     AccessTokenClaims,
     AccessTokenVerifier,
     KeyResolver,
@@ -30,6 +32,8 @@ __all__ = [
     "StaticKeys",
     "PublicKey",
     "ACCESS_TOKEN_TYPE",
+    "USER_KIND",
+    "DEVICE_KIND",
     "unverified_key_id",
     "InvalidTokenError",
     "MalformedTokenError",

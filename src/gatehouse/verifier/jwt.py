@@ -30,6 +30,9 @@ PublicKey = Ed25519PublicKey | EllipticCurvePublicKey | RSAPublicKey
 #: RFC 9068 s2.1: access tokens carry this `typ` header so they cannot pass for ID tokens.
 ACCESS_TOKEN_TYPE = "at+jwt"
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("EdDSA",)
+#: The `kind` claim: whom the token stands for. Tokens without one are users' (older ones).
+USER_KIND = "user"
+DEVICE_KIND = "device"
 _REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti")
 
 
@@ -63,6 +66,12 @@ class AccessTokenClaims:
     roles: frozenset[str]
     key_id: str
     raw: dict[str, Any]
+    # "user" (a session or an API key's client credentials) or "device" (a licensed machine).
+    kind: str = USER_KIND
+
+    @property
+    def is_device(self) -> bool:
+        return self.kind == DEVICE_KIND
 
 
 def _unverified_header(token: str) -> tuple[dict[str, Any], str]:
@@ -202,6 +211,9 @@ class AccessTokenVerifier:
             raise InvalidClaimsError("token session id is not a string")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidClaimsError("token roles are not a list of strings")
+        kind = payload.get("kind", USER_KIND)
+        if kind not in (USER_KIND, DEVICE_KIND):
+            raise InvalidClaimsError("token kind is not user or device")
         aud = payload["aud"]
         audience = (aud,) if isinstance(aud, str) else tuple(aud)
         return AccessTokenClaims(
@@ -215,6 +227,7 @@ class AccessTokenVerifier:
             roles=frozenset(roles),
             key_id=kid,
             raw=payload,
+            kind=kind,
         )
 
 

@@ -37,7 +37,7 @@ from gatehouse.server.errors import (
     InvalidScopeError,
     NotFoundError,
 )
-from gatehouse.server.pagination import decode_cursor, encode_cursor
+from gatehouse.server.pagination import decode_time_cursor, encode_time_cursor
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
@@ -133,11 +133,14 @@ class ApiKeyService:
         Raises:
             InvalidInputError: the cursor is malformed.
         """
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_time_cursor(cursor) if cursor else None
         keys = await self._keys.list(owner_id=owner_id, limit=limit + 1, after=after)
         more = len(keys) > limit
         keys = keys[:limit]
-        return ApiKeyPage(items=keys, next_cursor=_encode_cursor(keys[-1]) if more else None)
+        return ApiKeyPage(
+            items=keys,
+            next_cursor=encode_time_cursor(keys[-1].created_at, keys[-1].id) if more else None,
+        )
 
     async def revoke(self, key_id: UUID, *, owner_id: UUID | None) -> None:
         """Revoke a key; it stops working at once here and within the revocation poll
@@ -234,7 +237,7 @@ class ApiKeyService:
             found = await self._keys.find_by_public_id(public_id)
             if found is None or not found.record.is_live(now) or not found.owner.is_active:
                 return None
-            return found.owner, found.record.expires_at or _NEVER, found
+            return Loaded(found.owner, found.record.expires_at or _NEVER, found)
 
         entry = self._cache.lookup(cache_key, now) or await self._cache.fill(cache_key, load)
         if entry is None or not isinstance(entry.payload, ApiKeyLookup):
@@ -262,18 +265,3 @@ def _granted_scopes(owner: User, scopes: Iterable[str] | None, *, by_admin: bool
             field="scopes",
         )
     return asked
-
-
-def _encode_cursor(key: ApiKey) -> str:
-    return encode_cursor(f"{key.created_at.isoformat()}|{key.id}")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    created, _, key_id = decode_cursor(cursor).partition("|")
-    try:
-        at = datetime.fromisoformat(created)
-        if at.tzinfo is None:
-            raise ValueError("a naive timestamp")
-        return at, UUID(key_id)
-    except ValueError:
-        raise InvalidInputError("The cursor is malformed.", field="cursor") from None

@@ -23,7 +23,17 @@ from gatehouse.server.http import errors
 from gatehouse.server.http.client_address import ClientAddress
 from gatehouse.server.http.headers import SecurityHeaders
 from gatehouse.server.http.middleware import BodySizeLimit, QueryApiKey
-from gatehouse.server.http.routers import admin, auth, docs, health, oauth, users, wellknown
+from gatehouse.server.http.routers import (
+    admin,
+    auth,
+    devices,
+    docs,
+    health,
+    licensing,
+    oauth,
+    users,
+    wellknown,
+)
 from gatehouse.server.wiring import Services, build_services
 
 
@@ -70,7 +80,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     errors.install(app)
-    for module in (auth, oauth, users, admin, wellknown, health):
+    for module in (auth, oauth, users, admin, licensing, devices, wellknown, health):
         app.include_router(module.router)
     if settings.docs_enabled:
         app.include_router(docs.router)

@@ -12,6 +12,8 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from gatehouse.server.accounts.models import User
+from gatehouse.server.audit.models import Actor
+from gatehouse.server.devices.models import DeviceRecord
 from gatehouse.server.errors import (
     InvalidClientError,
     NotAuthenticatedError,
@@ -112,6 +114,38 @@ async def admin_user(principal: AdminPrincipal) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def current_device(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> DeviceRecord:
+    """The live device behind `Authorization: Bearer <device token>`.
+
+    Raises:
+        NotAuthenticatedError: no bearer token.
+        InvalidAccessTokenError: not a device token, or its device is gone.
+        DeviceSuspendedError, DeviceRevokedError.
+    """
+    if not token:
+        raise NotAuthenticatedError("This request needs a device token.")
+    services: Services = request.app.state.services
+    return await services.authenticator.authenticate_device(token)
+
+
+CurrentDevice = Annotated[DeviceRecord, Depends(current_device)]
+
+
+def anonymous(request: Request) -> Actor:
+    """The audit actor of a caller without credentials: only its address."""
+    return Actor(kind="anonymous", ip=request.client.host if request.client else None)
+
+
+def actor_of(request: Request, principal: Principal | DeviceRecord) -> Actor:
+    """The audit actor of an authenticated caller (a user or a device) and its address."""
+    ip = request.client.host if request.client else None
+    if isinstance(principal, DeviceRecord):
+        return Actor(kind="device", id=str(principal.device.id), ip=ip)
+    return Actor(kind="user", id=str(principal.user.id), ip=ip)
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from gatehouse.server.accounts.models import User
@@ -39,15 +40,23 @@ _MAX_LISTEN_RETRY_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
-    user: User
+    # The user the entry belongs to (None for a device's entry).
+    user: User | None
     expires_at: datetime
     cached_at: float
-    # What else the entry's owner needs (an API key's record and digest); None for sessions.
+    # What else the entry's owner needs (an API key's record and digest, a device's
+    # record); None for sessions.
     payload: object = None
 
 
-# What a cache loader returns: the user, when the entry stops being valid, and the payload.
-Loaded = tuple[User, datetime, object]
+class Loaded(NamedTuple):
+    """What a cache loader returns: the user, when the entry stops being valid, the
+    payload, and the other ids whose invalidation must evict it (a device, its license)."""
+
+    user: User | None
+    expires_at: datetime
+    payload: object = None
+    owners: tuple[UUID, ...] = ()
 
 
 class PrincipalCache:
@@ -68,7 +77,7 @@ class PrincipalCache:
 
     def get(self, session_id: UUID, user_id: UUID, now: datetime) -> User | None:
         entry = self.lookup(session_id, now)
-        if entry is None or entry.user.id != user_id:
+        if entry is None or entry.user is None or entry.user.id != user_id:
             return None
         return entry.user
 
@@ -84,21 +93,17 @@ class PrincipalCache:
             return None
         return entry
 
-    def put(
-        self,
-        key: Hashable,
-        user: User,
-        expires_at: datetime,
-        generation: int,
-        payload: object = None,
-    ) -> None:
-        """Cache a principal read from the database, unless an eviction came in between."""
+    def put(self, key: Hashable, loaded: Loaded, generation: int) -> None:
+        """Cache a principal read from the database, unless an eviction came in between.
+        It is evicted with its user's id and with each of `loaded.owners`."""
         if generation != self._generation or time.monotonic() > self._fresh_until:
             return
         if len(self._entries) >= self._max:
             self.clear()
+        user, expires_at, payload, owners = loaded
         self._entries[key] = CacheEntry(user, expires_at, time.monotonic(), payload)
-        self._by_user.setdefault(user.id, set()).add(key)
+        for owner in (user.id, *owners) if user is not None else owners:
+            self._by_user.setdefault(owner, set()).add(key)
 
     async def fill(
         self, key: Hashable, load: Callable[[], Awaitable[Loaded | None]]
@@ -111,11 +116,11 @@ class PrincipalCache:
         loaded = await load()
         if loaded is None:
             return None
-        user, expires_at, payload = loaded
-        self.put(key, user, expires_at, generation, payload)
-        return CacheEntry(user, expires_at, time.monotonic(), payload)
+        self.put(key, loaded, generation)
+        return CacheEntry(loaded.user, loaded.expires_at, time.monotonic(), loaded.payload)
 
     def evict_users(self, user_ids: Iterable[UUID]) -> None:
+        """Forget every entry of these users (or devices, or licenses: any owner id)."""
         self._generation += 1
         for user_id in user_ids:
             for key in self._by_user.pop(user_id, ()):

@@ -118,10 +118,10 @@ class SessionService:
             if found is None:
                 return None
             user, session = found
-            return user, min(session.expires_at, session.refresh_expires_at), session
+            return Loaded(user, min(session.expires_at, session.refresh_expires_at), session)
 
         entry = self._cache.lookup(key, now) or await self._cache.fill(key, load)
-        if entry is None or not isinstance(entry.payload, Session):
+        if entry is None or entry.user is None or not isinstance(entry.payload, Session):
             raise InvalidAccessTokenError("The session has ended.")
         user, session = entry.user, entry.payload
         if self._usage.due(session.id, session.last_used_at, now):
@@ -246,10 +246,10 @@ class SessionService:
 
         async def load() -> Loaded | None:
             found = await self._sessions.find_principal(session_id, user_id, now=now)
-            return (*found, None) if found is not None else None
+            return Loaded(*found) if found is not None else None
 
         entry = self._cache.lookup(session_id, now) or await self._cache.fill(session_id, load)
-        if entry is None or entry.user.id != user_id:
+        if entry is None or entry.user is None or entry.user.id != user_id:
             raise InvalidAccessTokenError("The session of this access token has ended.")
         user = entry.user
         return Principal(user=user, session_id=session_id, claims=claims, roles=user.roles)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gatehouse.server.apikeys.models import ApiKey, ApiKeyLookup
 from gatehouse.server.storage.database import Database
 from gatehouse.server.storage.invalidations import InvalidationLog
+from gatehouse.server.storage.paging import after_clause
 from gatehouse.server.storage.tables import api_keys, user_roles, users
 from gatehouse.server.storage.users import USER_COLUMNS, users_from_rows
 
@@ -114,13 +115,7 @@ class SqlApiKeyRepository:
         if owner_id is not None:
             stmt = stmt.where(api_keys.c.owner_id == owner_id)
         if after is not None:
-            created_at, key_id = after
-            stmt = stmt.where(
-                sa.or_(
-                    api_keys.c.created_at > created_at,
-                    sa.and_(api_keys.c.created_at == created_at, api_keys.c.id > key_id),
-                )
-            )
+            stmt = stmt.where(after_clause(api_keys.c.created_at, api_keys.c.id, after))
         async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_key(row) for row in rows]

@@ -151,3 +151,72 @@ principal_invalidations = sa.Table(
     sa.Column("user_id", sa.Uuid(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
 )
+
+# Licenses: found by `key_digest` (HMAC of the license key); `features` and `policy` are
+# JSON text. Owners may be deleted; their licenses stay, without an owner.
+licenses = sa.Table(
+    "licenses",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("key_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("product", sa.String(200), nullable=False),
+    sa.Column("max_devices", sa.Integer(), nullable=False),
+    sa.Column(
+        "owner_id",
+        sa.Uuid(),
+        sa.ForeignKey("users.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("features", sa.Text(), nullable=False),
+    sa.Column("policy", sa.Text(), nullable=False),
+    # Set when the policy culls silent devices (seconds), so the cull finds them by index.
+    sa.Column("cull_after", sa.Integer(), nullable=True, index=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Devices: found by `fingerprint_digest` (HMAC of the fingerprint, never the value sent).
+# A device holds a seat of `license_id` unless it is revoked.
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("fingerprint_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column(
+        "owner_id",
+        sa.Uuid(),
+        sa.ForeignKey("users.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column(
+        "license_id",
+        sa.Uuid(),
+        sa.ForeignKey("licenses.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("activated", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=True, index=True),
+)
+
+# The keyed digest of each component of a device (name included), for tolerance matching.
+device_components = sa.Table(
+    "device_components",
+    metadata,
+    sa.Column(
+        "device_id",
+        sa.Uuid(),
+        sa.ForeignKey("devices.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False, index=True),
+)

@@ -11,7 +11,7 @@ import jwt
 
 from gatehouse.server.clock import Clock
 from gatehouse.server.tokens.service import KeyService
-from gatehouse.verifier import ACCESS_TOKEN_TYPE
+from gatehouse.verifier import ACCESS_TOKEN_TYPE, USER_KIND
 
 
 class AccessTokenIssuer:
@@ -27,6 +27,10 @@ class AccessTokenIssuer:
         self._clock = clock
 
     @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    @property
     def ttl_seconds(self) -> int:
         return self._ttl_seconds
 
@@ -38,18 +42,15 @@ class AccessTokenIssuer:
         roles: Iterable[str],
         client_id: str | None = None,
         scope: Iterable[str] | None = None,
+        kind: str = USER_KIND,
     ) -> str:
-        """Sign an access token for a session (`session_id`) or a client (`client_id`).
+        """Sign an access token for a session (`session_id`), a client (`client_id`) or a
+        device (`kind="device"`, `subject` the device id, no roles).
 
         A client-credentials token has `client_id` and `scope` (space-separated, RFC 8693
-        s4.2) and no `sid`.
+        s4.2) and no `sid`. Every token says what its subject is in `kind`, so no resource
+        server mistakes a device for a user.
         """
-        keyset = await self._keys.current()
-        signing_key = keyset.signing_key
-        if signing_key is None:
-            keyset = await self._keys.ensure_signing_key()
-            signing_key = keyset.signing_key
-            assert signing_key is not None  # noqa: S101 - ensure_signing_key made one
         now = int(self._clock.now().timestamp())
         claims: dict[str, object] = {
             "iss": self._issuer,
@@ -59,6 +60,7 @@ class AccessTokenIssuer:
             "iat": now,
             "nbf": now,
             "jti": secrets.token_urlsafe(16),
+            "kind": kind,
             "roles": sorted(roles),
         }
         if session_id is not None:
@@ -66,9 +68,20 @@ class AccessTokenIssuer:
         if client_id is not None:
             claims["client_id"] = client_id
             claims["scope"] = " ".join(sorted(scope or ()))
+        return await self.sign(claims, typ=ACCESS_TOKEN_TYPE)
+
+    async def sign(self, claims: dict[str, object], *, typ: str) -> str:
+        """A compact JWS of `claims` under the current signing key, with `kid` and `typ`
+        (access tokens, and the offline license files of devices)."""
+        keyset = await self._keys.current()
+        signing_key = keyset.signing_key
+        if signing_key is None:
+            keyset = await self._keys.ensure_signing_key()
+            signing_key = keyset.signing_key
+            assert signing_key is not None  # noqa: S101 - ensure_signing_key made one
         return jwt.encode(
             claims,
             signing_key.private_key,
             algorithm=signing_key.algorithm,
-            headers={"kid": signing_key.kid, "typ": ACCESS_TOKEN_TYPE},
+            headers={"kid": signing_key.kid, "typ": typ},
         )

@@ -1,0 +1,1 @@
+"""Machine licensing: devices, licenses, activation, verification, license files."""
