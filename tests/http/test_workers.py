@@ -15,11 +15,14 @@ import httpx
 import pytest
 
 from gatehouse.server.accounts.models import UserChanges
+from gatehouse.server.audit.models import Actor
 from gatehouse.server.clock import ManualClock
+from gatehouse.server.devices.models import DeviceStatus, LicenseChanges, LicenseStatus
 from gatehouse.server.sessions.models import ClientInfo
 from gatehouse.server.wiring import Services, build_services
 from tests.conftest import make_settings
-from tests.http.helpers import bearer, login, register, signup
+from tests.http.devices import create_license, fp, register_device, verify
+from tests.http.helpers import admin_pair, bearer, login, register, signup
 
 
 @pytest.fixture
@@ -97,3 +100,33 @@ async def test_tokens_signed_by_a_key_another_worker_rotated_in_are_accepted(
     )
     response = await client.get("/users/me", headers=bearer(other_app_pair.access_token))
     assert response.status_code == 200
+
+
+async def test_a_device_suspended_or_license_suspended_by_another_worker_is_refused_after_one_poll(
+    client: httpx.AsyncClient, services: Services, other_worker: Services
+) -> None:
+    """Verify answers come from this worker's cache; a device or license change made by
+    another worker reaches them as soon as the invalidation log is read."""
+    admin = await admin_pair(client, services)
+    lic = await create_license(client, admin)
+    device = await register_device(client, admin, fp("m1"), license_id=lic["id"])
+    await services.watcher.poll_once()
+    for _ in range(3):
+        assert (await verify(client, fp("m1"))).status_code == 200
+
+    await other_worker.licenses.update(
+        UUID(lic["id"]), LicenseChanges(status=LicenseStatus.SUSPENDED), by=Actor.cli()
+    )
+    await services.watcher.poll_once()
+    assert (await verify(client, fp("m1"))).json()["code"] == "license_suspended"
+
+    await other_worker.licenses.update(
+        UUID(lic["id"]), LicenseChanges(status=LicenseStatus.ACTIVE), by=Actor.cli()
+    )
+    await services.watcher.poll_once()
+    assert (await verify(client, fp("m1"))).status_code == 200
+    await other_worker.devices.update(
+        UUID(device["id"]), label=None, status=DeviceStatus.SUSPENDED, by=Actor.cli()
+    )
+    await services.watcher.poll_once()
+    assert (await verify(client, fp("m1"))).json()["code"] == "device_suspended"
