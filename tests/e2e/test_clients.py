@@ -124,7 +124,12 @@ def test_the_java_example_round_trips_with_default_http_client(alice_server: Ser
 
 @pytest.mark.parametrize(
     "example",
-    [EXAMPLES / "curl_round_trip.sh", EXAMPLES / "httpx_round_trip.py", JAVA_EXAMPLE],
+    [
+        EXAMPLES / "curl_round_trip.sh",
+        EXAMPLES / "httpx_round_trip.py",
+        JAVA_EXAMPLE,
+        EXAMPLES / "licensed_app.py",
+    ],
     ids=lambda p: p.name,
 )
 def test_the_readme_shows_each_example_verbatim(example: Path) -> None:
