@@ -33,7 +33,7 @@ from gatehouse.client import (
 from gatehouse.client._cache import LicenseCache, write_atomic
 from gatehouse.client._flow import Flow, Request, Response, license_flow
 from gatehouse.client.hardware import Fingerprint, from_raw
-from tests.client.test_license_file import Signer, license_claims
+from tests.client.helpers import Signer, license_claims
 
 APP = "com.example.check"
 KEY = "ghl_example-license-key-0123456789"
