@@ -9,7 +9,7 @@ never take more seats than the license has.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -74,6 +74,12 @@ def _record_query(where: sa.ColumnElement[bool]) -> sa.Select[Any]:
 # The lookup of every verify that misses the cache: built once.
 _BY_FINGERPRINT = _record_query(devices.c.fingerprint_digest == sa.bindparam("digest"))
 _BY_ID = _record_query(devices.c.id == sa.bindparam("device_id"))
+# Devices with one component digest; more than this many make it no identity at all.
+_SHARING = (
+    sa.select(device_components.c.device_id)
+    .where(device_components.c.digest == sa.bindparam("digest"))
+    .limit(16)
+)
 _TOUCH = (
     sa.update(devices)
     .where(
@@ -199,19 +205,16 @@ class SqlDeviceRepository:
             return _fold((await conn.execute(_BY_ID, {"device_id": device_id})).all())
 
     async def candidates(self, component_digests: Iterable[bytes]) -> list[tuple[UUID, int]]:
-        digests = list(component_digests)
-        if not digests:
-            return []
-        shared = sa.func.count().label("shared")
-        stmt = (
-            sa.select(device_components.c.device_id, shared)
-            .where(device_components.c.digest.in_(digests))
-            .group_by(device_components.c.device_id)
-            .order_by(shared.desc())
-            .limit(8)
-        )
+        # One index range per component, each cut at a few rows: a component that many
+        # machines share (a common CPU model) identifies none of them, and must not turn a
+        # verify into a scan of the table. A machine is still found through any of its
+        # rarer components.
+        shared: Counter[UUID] = Counter()
         async with self._db.read() as conn:
-            return [(row.device_id, row.shared) for row in (await conn.execute(stmt)).all()]
+            for digest in dict.fromkeys(component_digests):
+                rows = await conn.execute(_SHARING, {"digest": digest})
+                shared.update(rows.scalars())
+        return shared.most_common(8)
 
     async def search(
         self, where: DeviceFilter, *, limit: int, after: tuple[datetime, UUID] | None
