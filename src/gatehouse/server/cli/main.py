@@ -2,32 +2,35 @@
 
 Commands build Settings from the environment, call services through the composition root,
 and print. A user-caused failure prints one line on stderr and exits 1; a configuration
-error names the variable and exits 2. No command ever prints a secret.
+error names the variable and exits 2. No command prints a secret, except the one thing it
+creates and shows once: an API key (`api-keys create`) or a license key (`licenses create`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Annotated, NoReturn, Protocol, TypeVar
+from typing import Annotated
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
 from gatehouse.server.accounts.models import ADMIN_ROLE, USER_ROLE, User, UserChanges
 from gatehouse.server.apikeys.models import ApiKey
-from gatehouse.server.config import Settings
-from gatehouse.server.errors import GatehouseError, NotFoundError
+from gatehouse.server.cli.common import (
+    _ensure_schema,
+    _every_page,
+    _fail,
+    _instant,
+    _run,
+    load_settings,
+)
+from gatehouse.server.cli.devices import devices_app
+from gatehouse.server.cli.licenses import licenses_app
+from gatehouse.server.errors import NotFoundError
 from gatehouse.server.storage import migrate
-from gatehouse.server.tokens.service import KeyDecryptionError, is_retired
-from gatehouse.server.wiring import Services, build_services
-
-T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
+from gatehouse.server.tokens.service import is_retired
+from gatehouse.server.wiring import Services
 
 app = typer.Typer(help="Gatehouse authentication server.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,78 +41,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(api_keys_app, name="api-keys")
-
-
-class _Page(Protocol[T_co]):
-    @property
-    def items(self) -> Sequence[T_co]: ...
-
-    @property
-    def next_cursor(self) -> str | None: ...
-
-
-async def _every_page(fetch: Callable[[str | None], Awaitable[_Page[T_co]]]) -> list[T_co]:
-    """Every item of a paged listing, following `next_cursor` to the end."""
-    items: list[T_co] = []
-    cursor = None
-    while True:
-        page = await fetch(cursor)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = "_".join(str(p) for p in error["loc"]).upper()
-            variable = f"GATEHOUSE_{name}" if name else "configuration"
-            lines.append(f"  {variable}: {error['msg']}")
-        _fail("invalid configuration\n" + "\n".join(lines), code=2)
-
-
-def _run(work: Callable[[Services], Awaitable[T]], *, check_schema: bool = True) -> T:
-    """Build services, run `work`, close; turn known failures into one-line errors.
-
-    With `check_schema`, the embedded SQLite database is migrated first (so `users create`
-    works before the first `serve`), and an outdated PostgreSQL schema stops the command.
-    """
-
-    async def main() -> T:
-        services = build_services(load_settings())
-        try:
-            if check_schema:
-                await _ensure_schema(services, migrate_schema=services.db.is_sqlite)
-            return await work(services)
-        finally:
-            await services.close()
-
-    try:
-        return asyncio.run(main())
-    except KeyDecryptionError as exc:
-        _fail(str(exc), code=2)
-    except GatehouseError as exc:
-        _fail(exc.message)
-
-
-async def _ensure_schema(services: Services, *, migrate_schema: bool) -> None:
-    if migrate_schema:
-        await migrate.upgrade(services.db)
-    elif not await migrate.is_current(services.db):
-        _fail(
-            "the database schema is not current; run `gatehouse db upgrade` "
-            "(or `gatehouse serve --migrate`)",
-            code=2,
-        )
+app.add_typer(devices_app, name="devices")
+app.add_typer(licenses_app, name="licenses")
 
 
 async def _prepare(services: Services, *, migrate_schema: bool) -> None:
@@ -283,13 +216,6 @@ def keys_list() -> None:
 
     for line in _run(work):
         typer.echo(line)
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        _fail("--expires-at must be an RFC 3339 instant, e.g. 2030-01-01T00:00:00Z")
 
 
 async def _user_named(services: Services, username: str) -> User:
