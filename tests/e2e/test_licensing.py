@@ -5,9 +5,11 @@ including with the server process stopped."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,31 @@ def test_a_full_license_is_denied_to_a_second_machine(
             )
     assert denied.value.code == "license_full"
     assert denied.value.status == 403
+
+
+def test_the_server_writes_device_audit_events_as_json_lines(deployment: Deployment) -> None:
+    """`gatehouse serve` logs each audit event as one JSON line (no secret in it): here a
+    registration and a failed verification from this client's address."""
+    unknown = "0" * 63 + "1"
+    with deployment.serve() as server, server.client() as client:
+        admin = _admin_token(deployment, client)
+        made = client.post(
+            "/admin/devices",
+            json={"hardware_hash": "ab" * 32, "label": "desk"},
+            headers=bearer(admin),
+        )
+        assert made.status_code == 201
+        assert client.post("/devices/verify", json={"hardware_hash": unknown}).status_code == 401
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "device.verify_failed" not in server.log():
+            time.sleep(0.05)
+        log = server.log()
+    events = [json.loads(line) for line in log.splitlines() if line.startswith('{"action"')]
+    actions = {e["action"]: e for e in events}
+    assert actions["device.registered"]["target"] == f"device:{made.json()['id']}"
+    failed = actions["device.verify_failed"]
+    assert failed["outcome"] == "failure"
+    assert failed["actor"] == {"kind": "anonymous", "id": None, "ip": "127.0.0.1"}
+    assert failed["details"] == {"reason": "unknown_device"}
+    assert unknown not in log
+    assert "ab" * 32 not in log

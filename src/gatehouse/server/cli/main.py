@@ -8,9 +8,10 @@ creates and shows once: an API key (`api-keys create`) or a license key (`licens
 
 from __future__ import annotations
 
+import copy
 import sys
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -77,6 +78,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=_log_config(),
         access_log=access_log,
         server_header=False,
         # Upgrade offers (h2c from every JDK client) are served as plain HTTP/1.1: see
@@ -87,6 +89,26 @@ def serve(
         # uvicorn's default would trust X-Forwarded-For from any local process.
         proxy_headers=False,
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus Gatehouse's own loggers at INFO: `gatehouse` (background
+    work, warnings) as uvicorn formats its lines, and `gatehouse.audit` as bare JSON lines
+    (one audit event each) on stderr, for a log shipper to pick up."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["audit"] = {"format": "%(message)s"}
+    config["handlers"]["audit"] = {
+        "formatter": "audit",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["gatehouse"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["gatehouse.audit"] = {
+        "handlers": ["audit"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 @db_app.command("upgrade")
