@@ -275,16 +275,12 @@ async def pieces(bench: Bench) -> None:  # noqa: PLR0915 - one list of small mea
 
     async def touch_each() -> None:
         stamp = clock.now()
-        await repo.touch(next(writes), now=stamp, not_since=stamp)
+        await repo.touch({next(writes): (stamp, stamp)})
 
     async def touch_batched() -> None:
         if next(calls) % 100 == 0:
             stamp = clock.now()
-            rows = [
-                {"device_id": next(writes), "now": stamp, "not_since": stamp} for _ in range(100)
-            ]
-            async with db.write() as conn:
-                await conn.execute(device_storage._TOUCH, rows)
+            await repo.touch({next(writes): (stamp, stamp) for _ in range(100)})
 
     async def verify_hot() -> None:
         await devices.verify(hot_fp, None, by=by)

@@ -9,11 +9,17 @@ stored time, so several processes still write at most about once per interval be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Hashable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 _MAX_TRACKED = 100_000
+
+log = logging.getLogger("gatehouse")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 class UsageRecorder:
@@ -55,3 +61,45 @@ class UsageRecorder:
         """Wait for the writes in flight (a few at most)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class UsageBatch(Generic[K, V]):
+    """Uses noted now, written together: one transaction for every record noted within
+    `period` seconds, however many requests noted them.
+
+    For records used by many distinct callers at once (a fleet of machines checking in):
+    a write per use would queue behind the database's one writer faster than it drains.
+    A failed batch is dropped; the next due use of each record notes it again.
+    """
+
+    def __init__(
+        self, write: Callable[[dict[K, V]], Awaitable[None]], *, period: float = 1.0
+    ) -> None:
+        self._write = write
+        self._period = period
+        self._pending: dict[K, V] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def note(self, key: K, value: V) -> None:
+        self._pending[key] = value
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._period)
+        self._task = None
+        batch, self._pending = self._pending, {}
+        if batch:
+            try:
+                await self._write(batch)
+            except Exception:  # dropped: the next due use notes it again
+                log.warning("writing %d last-use times failed", len(batch), exc_info=True)
+
+    async def close(self) -> None:
+        """Write what is noted now, without waiting out the period."""
+        while (task := self._task) is not None:
+            self._wake.set()
+            await task
+        self._wake.clear()

@@ -145,12 +145,12 @@ class Device:
 @dataclass(frozen=True, slots=True)
 class DeviceRecord:
     """A device with what checking it needs: its license, stored fingerprint digest and
-    component digests (name -> digest)."""
+    component digests (name -> digest; None when the lookup did not load them)."""
 
     device: Device
     license: License | None
     fingerprint_digest: bytes
-    components: Mapping[str, bytes]
+    components: Mapping[str, bytes] | None
 
     @property
     def policy(self) -> LicensePolicy:

@@ -57,9 +57,13 @@ class DeviceRepository(Protocol):
         """Which of these fingerprint digests are registered."""
         ...
 
-    async def find_by_fingerprint(self, digest: bytes) -> DeviceRecord | None: ...
+    async def find_by_fingerprint(self, digest: bytes) -> DeviceRecord | None:
+        """The device with this fingerprint and its license; `components` not loaded."""
+        ...
 
-    async def find_by_id(self, device_id: UUID) -> DeviceRecord | None: ...
+    async def find_by_id(self, device_id: UUID) -> DeviceRecord | None:
+        """The device, its license and its components."""
+        ...
 
     async def candidates(self, component_digests: Iterable[bytes]) -> list[tuple[UUID, int]]:
         """Devices sharing at least one of these component digests, with how many they
@@ -89,8 +93,9 @@ class DeviceRepository(Protocol):
         False if another device has that fingerprint now."""
         ...
 
-    async def touch(self, device_id: UUID, *, now: datetime, not_since: datetime) -> None:
-        """Set last_seen_at to `now` unless it is already at or after `not_since`."""
+    async def touch(self, seen: Mapping[UUID, tuple[datetime, datetime]]) -> None:
+        """For each device id -> (now, not_since): set last_seen_at to `now` unless it is
+        already at or after `not_since`. One transaction."""
         ...
 
     async def activate(

@@ -51,7 +51,7 @@ from gatehouse.server.pagination import decode_time_cursor, encode_time_cursor
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
-from gatehouse.server.usage import UsageRecorder
+from gatehouse.server.usage import UsageBatch, UsageRecorder
 from gatehouse.verifier import DEVICE_KIND, AccessTokenClaims
 
 #: RFC 8725 s3.11: the license file's own media type, so it never passes for an access token.
@@ -120,6 +120,7 @@ class DeviceService:
         self._audit = audit
         self._clock = clock
         self._usage = UsageRecorder(timedelta(hours=1))
+        self._seen: UsageBatch[UUID, tuple[datetime, datetime]] = UsageBatch(self._devices.touch)
 
     def present(self, fingerprint: str, components: Mapping[str, str] | None) -> Presented:
         """Digest what a machine sent (fingerprint and components)."""
@@ -411,8 +412,8 @@ class DeviceService:
         return culled
 
     async def close(self) -> None:
-        """Wait for the last-seen writes in flight."""
-        await self._usage.close()
+        """Write the last-seen times noted so far."""
+        await self._seen.close()
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -447,7 +448,7 @@ class DeviceService:
             count = sum(
                 1
                 for name, digest in presented.components.items()
-                if hmac.compare_digest(record.components.get(name, b""), digest)
+                if hmac.compare_digest((record.components or {}).get(name, b""), digest)
             )
             if needed is None or count < needed:
                 continue
@@ -465,7 +466,7 @@ class DeviceService:
         matched = sum(
             1
             for name, digest in presented.components.items()
-            if hmac.compare_digest(record.components.get(name, b""), digest)
+            if hmac.compare_digest((record.components or {}).get(name, b""), digest)
         )
         self._record(
             "device.tolerance_match",
@@ -495,7 +496,7 @@ class DeviceService:
         device, found = record.device, record.license
         interval = record.policy.heartbeat
         if self._usage.due(device.id, device.last_seen_at, now, interval=interval):
-            self._usage.write(self._devices.touch(device.id, now=now, not_since=now - interval))
+            self._seen.note(device.id, (now, now - interval))
         token = await self._issuer.issue(
             subject=device.id, session_id=None, roles=(), kind=DEVICE_KIND
         )

@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     errors.install(app)
-    for module in (auth, oauth, users, admin, licensing, devices, wellknown, health):
+    # Routers are matched in this order, each route by a regex: the hottest come first
+    # (machines checking in, token checks and logins), administration last.
+    for module in (devices, users, auth, oauth, wellknown, health, admin, licensing):
         app.include_router(module.router)
     if settings.docs_enabled:
         app.include_router(docs.router)

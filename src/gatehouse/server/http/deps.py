@@ -47,6 +47,13 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def services_of(request: Request) -> Services:
+    """The services, for the hottest routes that skip dependency solving (tens of
+    microseconds per dependency)."""
+    services: Services = request.app.state.services
+    return services
+
+
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:

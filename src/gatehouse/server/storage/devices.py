@@ -9,6 +9,7 @@ never take more seats than the license has.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -54,26 +55,26 @@ _DEVICE_COLUMNS = (
 )
 
 
-def _record_query(where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """A device with its license and components: one row per component (at least one)."""
-    return (
-        sa.select(
-            *_DEVICE_COLUMNS,
-            devices.c.fingerprint_digest,
-            *LICENSE_COLUMNS,
+def _record_query(where: sa.ColumnElement[bool], *, components: bool) -> sa.Select[Any]:
+    """A device with its license (and its components: then one row per component)."""
+    columns: list[Any] = [*_DEVICE_COLUMNS, devices.c.fingerprint_digest, *LICENSE_COLUMNS]
+    joined = devices.outerjoin(licenses, licenses.c.id == devices.c.license_id)
+    if components:
+        columns += [
             device_components.c.name.label("c_name"),
             device_components.c.digest.label("c_digest"),
-        )
-        .select_from(devices)
-        .outerjoin(licenses, licenses.c.id == devices.c.license_id)
-        .outerjoin(device_components, device_components.c.device_id == devices.c.id)
-        .where(where)
-    )
+        ]
+        joined = joined.outerjoin(device_components, device_components.c.device_id == devices.c.id)
+    return sa.select(*columns).select_from(joined).where(where)
 
 
-# The lookup of every verify that misses the cache: built once.
-_BY_FINGERPRINT = _record_query(devices.c.fingerprint_digest == sa.bindparam("digest"))
-_BY_ID = _record_query(devices.c.id == sa.bindparam("device_id"))
+# The lookup of every verify that misses the cache: one row, built once. An exact match
+# needs no components; tolerance matching reads them by id.
+_BY_FINGERPRINT = _record_query(
+    devices.c.fingerprint_digest == sa.bindparam("digest"), components=False
+)
+_BY_ID = _record_query(devices.c.id == sa.bindparam("device_id"), components=True)
+_TOUCH_CHUNK = 200
 # Devices with one component digest; more than this many make it no identity at all.
 _SHARING = (
     sa.select(device_components.c.device_id)
@@ -115,7 +116,9 @@ def _fold(rows: Sequence[Any]) -> DeviceRecord | None:
         device=_device(first),
         license=license_from_row(first) if first.l_id is not None else None,
         fingerprint_digest=first.fingerprint_digest,
-        components={row.c_name: row.c_digest for row in rows if row.c_name is not None},
+        components={row.c_name: row.c_digest for row in rows if row.c_name is not None}
+        if "c_name" in first._fields
+        else None,
     )
 
 
@@ -290,9 +293,17 @@ class SqlDeviceRepository:
         self._log.publish([device_id])
         return True
 
-    async def touch(self, device_id: UUID, *, now: datetime, not_since: datetime) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(_TOUCH, {"device_id": device_id, "now": now, "not_since": not_since})
+    async def touch(self, seen: Mapping[UUID, tuple[datetime, datetime]]) -> None:
+        rows = [
+            {"device_id": device_id, "now": now, "not_since": not_since}
+            for device_id, (now, not_since) in seen.items()
+        ]
+        # A few hundred rows per transaction: the event loop (and the write lock) is never
+        # held for long, whatever the size of the fleet that checked in.
+        for start in range(0, len(rows), _TOUCH_CHUNK):
+            async with self._db.write() as conn:
+                await conn.execute(_TOUCH, rows[start : start + _TOUCH_CHUNK])
+            await asyncio.sleep(0)
 
     async def activate(
         self, license_id: UUID, row: DeviceRow, *, match_id: UUID | None, now: datetime

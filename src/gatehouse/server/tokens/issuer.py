@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
@@ -79,8 +80,10 @@ class AccessTokenIssuer:
             keyset = await self._keys.ensure_signing_key()
             signing_key = keyset.signing_key
             assert signing_key is not None  # noqa: S101 - ensure_signing_key made one
-        return jwt.encode(
-            claims,
+        # PyJWS over our own JSON: the claims are ours and JSON already, so PyJWT's claim
+        # conversion (datetimes, a copy of the dict) is skipped.
+        return jwt.api_jws.encode(
+            json.dumps(claims, separators=(",", ":")).encode(),
             signing_key.private_key,
             algorithm=signing_key.algorithm,
             headers={"kid": signing_key.kid, "typ": typ},

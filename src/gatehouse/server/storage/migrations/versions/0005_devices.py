@@ -67,7 +67,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_devices_owner_id", "devices", ["owner_id"])
     op.create_index("ix_devices_license_id", "devices", ["license_id"])
-    op.create_index("ix_devices_last_seen_at", "devices", ["last_seen_at"])
+    op.create_index("ix_devices_created_at_id", "devices", ["created_at", "id"])
     op.create_table(
         "device_components",
         sa.Column("device_id", sa.Uuid(), nullable=False),
@@ -87,7 +87,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_device_components_digest", table_name="device_components")
     op.drop_table("device_components")
-    for index in ("ix_devices_last_seen_at", "ix_devices_license_id", "ix_devices_owner_id"):
+    for index in ("ix_devices_created_at_id", "ix_devices_license_id", "ix_devices_owner_id"):
         op.drop_index(index, table_name="devices")
     op.drop_table("devices")
     op.drop_index("ix_licenses_cull_after", table_name="licenses")
