@@ -78,3 +78,37 @@ def test_the_cache_stands_aside_when_the_log_was_not_read_lately() -> None:
     assert cache.get(sid, user.id, NOW) is user
     time.sleep(0.06)
     assert cache.get(sid, user.id, NOW) is None
+
+
+def test_a_full_cache_forgets_its_oldest_entries_not_all_of_them() -> None:
+    """At the size limit the oldest eighth goes; the newest entries (a user's session
+    cached after a fleet of devices) stay answerable."""
+    cache = PrincipalCache(ttl_seconds=30, fresh_seconds=60, max_entries=16)
+    cache.confirm_fresh()
+    device_ids = [uuid4() for _ in range(15)]
+    for device_id in device_ids:
+        cache.put(
+            ("device", device_id),
+            Loaded(None, NOW + timedelta(days=1), None, (device_id,)),
+            cache.generation,
+        )
+    user, sid = _user(), uuid4()
+    cache.put(sid, Loaded(user, NOW + timedelta(days=1)), cache.generation)
+    cache.put(("device", "one more"), Loaded(None, NOW + timedelta(days=1)), cache.generation)
+    assert len(cache) == 15
+    assert cache.lookup(("device", device_ids[0]), NOW) is None
+    assert cache.lookup(("device", device_ids[1]), NOW) is None
+    assert cache.lookup(("device", device_ids[2]), NOW) is not None
+    assert cache.get(sid, user.id, NOW) is user
+
+
+def test_an_entry_is_evicted_by_each_of_its_owners() -> None:
+    """A device's entry goes when its device id or its license id is invalidated."""
+    cache = _fresh_cache()
+    device_id, license_id = uuid4(), uuid4()
+    for key in ("by-fingerprint", "by-id"):
+        owners = (device_id, license_id)
+        cache.put(key, Loaded(None, NOW + timedelta(days=1), None, owners), cache.generation)
+    cache.evict_users([license_id])
+    assert cache.lookup("by-fingerprint", NOW) is None
+    assert cache.lookup("by-id", NOW) is None

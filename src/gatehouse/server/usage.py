@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from datetime import datetime, timedelta
@@ -42,7 +43,10 @@ class UsageRecorder:
         if last is not None and now - last < (interval or self.interval):
             return False
         if len(self._last) >= _MAX_TRACKED:
-            self._last.clear()
+            # Forget the eighth noted longest ago (at worst, one more write each).
+            for stale in list(itertools.islice(self._last, _MAX_TRACKED // 8)):
+                del self._last[stale]
+        self._last.pop(key, None)
         self._last[key] = now
         return True
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -47,6 +48,8 @@ class CacheEntry:
     # What else the entry's owner needs (an API key's record and digest, a device's
     # record); None for sessions.
     payload: object = None
+    # Every id it is evicted by (its user's and any other owner's).
+    owners: tuple[UUID, ...] = ()
 
 
 class Loaded(NamedTuple):
@@ -99,11 +102,26 @@ class PrincipalCache:
         if generation != self._generation or time.monotonic() > self._fresh_until:
             return
         if len(self._entries) >= self._max:
-            self.clear()
+            self._drop_oldest(self._max // 8)
         user, expires_at, payload, owners = loaded
-        self._entries[key] = CacheEntry(user, expires_at, time.monotonic(), payload)
-        for owner in (user.id, *owners) if user is not None else owners:
+        if user is not None:
+            owners = (user.id, *owners)
+        self._entries.pop(key, None)  # re-inserted last: the dict's order is the age order
+        self._entries[key] = CacheEntry(user, expires_at, time.monotonic(), payload, owners)
+        for owner in owners:
             self._by_user.setdefault(owner, set()).add(key)
+
+    def _drop_oldest(self, count: int) -> None:
+        """Make room: forget the `count` entries cached longest ago (a fleet of machines
+        checking in must not flush every user's cached session at once)."""
+        for key in list(itertools.islice(self._entries, count)):
+            entry = self._entries.pop(key)
+            for owner in entry.owners:
+                keys = self._by_user.get(owner)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_user[owner]
 
     async def fill(
         self, key: Hashable, load: Callable[[], Awaitable[Loaded | None]]
