@@ -30,7 +30,7 @@ from gatehouse.server.devices.service import DeviceService
 from gatehouse.server.errors import GatehouseError, InvalidAccessTokenError
 from gatehouse.server.sessions.models import Principal
 from gatehouse.server.sessions.service import REFRESH_TOKEN_PREFIX, SessionService
-from gatehouse.verifier import AccessTokenClaims
+from gatehouse.verifier.jwt import AccessTokenClaims
 
 
 class Authenticator:

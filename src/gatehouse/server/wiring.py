@@ -36,7 +36,7 @@ from gatehouse.server.storage.sessions import SqlSessionRepository
 from gatehouse.server.storage.users import SqlUserRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.tokens.service import KeyService, retire_after
-from gatehouse.verifier import AccessTokenVerifier
+from gatehouse.verifier.jwt import AccessTokenVerifier
 
 log = logging.getLogger("gatehouse")
 

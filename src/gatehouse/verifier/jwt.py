@@ -7,6 +7,10 @@ an injected clock rather than PyJWT's, so tests and callers control "now".
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +38,14 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = ("EdDSA",)
 USER_KIND = "user"
 DEVICE_KIND = "device"
 _REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti")
+#: Tokens longer than this are refused before any decoding (a Gatehouse token is ~600 bytes).
+MAX_TOKEN_BYTES = 8192
+# RFC 7515 s7.1: three base64url segments without padding; the signature may be empty
+# (so that `alg: none` is refused as an algorithm, by name, below).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Headers that carry a key or where to fetch one (RFC 7515 s4.1.2-4.1.6). The key comes
+# from our resolver only, so a token that offers its own is forged or confused: refused.
+_KEY_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
 
 
 class KeyResolver(Protocol):
@@ -68,17 +80,48 @@ class AccessTokenClaims:
     raw: dict[str, Any]
     # "user" (a session or an API key's client credentials) or "device" (a licensed machine).
     kind: str = USER_KIND
+    #: The `scope` claim (RFC 8693 s4.2), space-separated in the token; client-credentials
+    #: tokens carry one, session tokens none (their authority is `roles`).
+    scopes: frozenset[str] = frozenset()
+    #: The API key's client id (`ghk_...`) for a client-credentials token, else None.
+    client_id: str | None = None
 
     @property
     def is_device(self) -> bool:
         return self.kind == DEVICE_KIND
 
 
-def _unverified_header(token: str) -> tuple[dict[str, Any], str]:
+def _segment(segment: str) -> bytes:
+    """One base64url segment, decoded; only its canonical (unpadded) encoding is accepted,
+    so no two token strings carry the same bytes."""
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise MalformedTokenError("token is not a well-formed JWT") from exc
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedTokenError("token segment is not base64url") from exc
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
+        raise MalformedTokenError("token segment is not canonical base64url")
+    return decoded
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_segment(segment))
+    except (ValueError, RecursionError) as exc:
+        raise MalformedTokenError(f"token {what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise MalformedTokenError(f"token {what} is not a JSON object")
+    return value
+
+
+def _unverified_header(token: str) -> tuple[dict[str, Any], str]:
+    # Size first: nothing of an oversized token is decoded (no base64 or JSON of 1 MB).
+    if len(token) > MAX_TOKEN_BYTES:
+        raise MalformedTokenError("token is not a string of at most 8 KiB")
+    # One C-speed match checks the shape and the alphabet of all three segments, so the
+    # segments below are ASCII; PyJWT's own parser does this per character, in Python.
+    if _COMPACT_JWS.fullmatch(token) is None:
+        raise MalformedTokenError("token is not a compact JWS of unpadded base64url segments")
+    header = _json_object(token[: token.index(".")], "header")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise MalformedTokenError("token header has no key id")
@@ -124,6 +167,10 @@ class AccessTokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._algorithms = list(algorithms)
+        try:
+            self._algorithm_objects = {alg: jwt.get_algorithm_by_name(alg) for alg in algorithms}
+        except NotImplementedError as exc:
+            raise ValueError(f"unsupported algorithm in the allow-list: {exc}") from exc
         self._leeway = leeway
         self._clock = clock
         self._cache_size = cache_size
@@ -135,6 +182,8 @@ class AccessTokenVerifier:
         Raises:
             InvalidTokenError: any reason the token must be refused (see `errors`).
         """
+        if len(token) > MAX_TOKEN_BYTES:
+            raise MalformedTokenError("token is not a string of at most 8 KiB")
         cached = self._cache.get(token)
         if cached is not None and self._keys.public_key(cached.key_id) is not None:
             self._check_time(cached.raw)
@@ -149,7 +198,8 @@ class AccessTokenVerifier:
     def _verify_uncached(self, token: str) -> AccessTokenClaims:
         # Step 1: parse the header and pick the key by `kid`; never trust `alg` to choose it.
         header, kid = _unverified_header(token)
-        if header.get("alg") not in self._algorithms:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithm_objects:
             raise InvalidSignatureError("token algorithm is not allowed")
         # RFC 9068 s4: the resource server must check the media type of the token.
         typ = header.get("typ")
@@ -158,36 +208,46 @@ class AccessTokenVerifier:
             "application/" + ACCESS_TOKEN_TYPE,
         ):
             raise InvalidClaimsError("token is not an access token")
+        if not _KEY_HEADERS.isdisjoint(header):
+            raise InvalidClaimsError("token header offers its own key or key URL")
+        # RFC 7515 s4.1.11: extensions listed in `crit` must be understood; we know none.
+        # RFC 7797's unencoded payload (`b64: false`) is such an extension.
+        if "crit" in header or "b64" in header:
+            raise MalformedTokenError("token header lists critical extensions")
         key = self._keys.public_key(kid)
         if key is None:
             raise UnknownKeyError("token was signed by an unknown key")
 
-        # Step 2: the signature, under the explicit algorithm allow-list.
+        # Step 2: the signature, by the allow-listed algorithm's PyJWT implementation.
+        signing_input, _, signature = token.rpartition(".")
+        algorithm = self._algorithm_objects[alg]
         try:
-            payload = jwt.decode(
-                token,
-                key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                options={
-                    "require": list(_REQUIRED_CLAIMS),
-                    # Time is checked below against the injected clock.
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
+            valid = algorithm.verify(
+                signing_input.encode(), algorithm.prepare_key(key), _segment(signature)
             )
-        except jwt.InvalidSignatureError as exc:
-            raise InvalidSignatureError("token signature does not verify") from exc
-        except jwt.InvalidAlgorithmError as exc:
-            raise InvalidSignatureError("token algorithm is not allowed") from exc
-        except (jwt.DecodeError, jwt.InvalidKeyError) as exc:
-            raise MalformedTokenError("token is not a well-formed JWT") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidClaimsError("token claims are invalid") from exc
+        except (jwt.InvalidKeyError, TypeError, ValueError) as exc:
+            raise InvalidSignatureError("token key does not fit its algorithm") from exc
+        if not valid:
+            raise InvalidSignatureError("token signature does not verify")
 
-        # Step 3: the validity window, with a small leeway for clock skew.
+        # Step 3: the claims: a JSON object, the exact issuer, our audience, the rest present.
+        payload = _json_object(signing_input[signing_input.index(".") + 1 :], "payload")
+        missing = [claim for claim in _REQUIRED_CLAIMS if claim not in payload]
+        if missing:
+            raise InvalidClaimsError(f"token lacks required claims: {', '.join(missing)}")
+        # Equality, never `in`: "https://auth.example.co" is not a part of our issuer.
+        if payload["iss"] != self._issuer or not isinstance(payload["iss"], str):
+            raise InvalidClaimsError("token issuer is not ours")
+        aud = payload["aud"]
+        audiences = [aud] if isinstance(aud, str) else aud
+        if (
+            not isinstance(audiences, list)
+            or not all(isinstance(a, str) for a in audiences)
+            or self._audience not in audiences
+        ):
+            raise InvalidClaimsError("token audience is not ours")
+
+        # Step 4: the validity window, with a small leeway for clock skew.
         return self._check_claims(payload, kid)
 
     def _check_time(self, payload: dict[str, Any]) -> None:
@@ -214,6 +274,11 @@ class AccessTokenVerifier:
         kind = payload.get("kind", USER_KIND)
         if kind not in (USER_KIND, DEVICE_KIND):
             raise InvalidClaimsError("token kind is not user or device")
+        scope, client_id = payload.get("scope", ""), payload.get("client_id")
+        if not isinstance(scope, str):
+            raise InvalidClaimsError("token scope is not a string")
+        if client_id is not None and not isinstance(client_id, str):
+            raise InvalidClaimsError("token client id is not a string")
         aud = payload["aud"]
         audience = (aud,) if isinstance(aud, str) else tuple(aud)
         return AccessTokenClaims(
@@ -228,6 +293,8 @@ class AccessTokenVerifier:
             key_id=kid,
             raw=payload,
             kind=kind,
+            scopes=frozenset(scope.split()),
+            client_id=client_id,
         )
 
 

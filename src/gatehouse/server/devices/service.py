@@ -52,7 +52,7 @@ from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.usage import UsageBatch, UsageRecorder
-from gatehouse.verifier import DEVICE_KIND, AccessTokenClaims
+from gatehouse.verifier.jwt import DEVICE_KIND, AccessTokenClaims
 
 #: RFC 8725 s3.11: the license file's own media type, so it never passes for an access token.
 LICENSE_FILE_TYPE = "gatehouse-license+jwt"

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from gatehouse.server.accounts.models import ADMIN_ROLE, User
 from gatehouse.server.apikeys.models import ApiKey
-from gatehouse.verifier import AccessTokenClaims
+from gatehouse.verifier.jwt import AccessTokenClaims
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,13 +35,11 @@ from gatehouse.server.sessions.repository import SessionRepository
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
 from gatehouse.server.tokens.service import KeyService
 from gatehouse.server.usage import UsageRecorder
-from gatehouse.verifier import (
-    AccessTokenClaims,
-    AccessTokenVerifier,
-    InvalidTokenError,
-    UnknownKeyError,
-    unverified_key_id,
-)
+
+# The modules, not the package: the package also exports the JWKS and introspection
+# verifiers, which use httpx, and concern folders stay free of HTTP clients.
+from gatehouse.verifier.errors import InvalidTokenError, UnknownKeyError
+from gatehouse.verifier.jwt import AccessTokenClaims, AccessTokenVerifier, unverified_key_id
 
 REFRESH_TOKEN_PREFIX = "ghr_"
 COOKIE_PREFIX = "ghs_"

@@ -12,7 +12,7 @@ import jwt
 
 from gatehouse.server.clock import Clock
 from gatehouse.server.tokens.service import KeyService
-from gatehouse.verifier import ACCESS_TOKEN_TYPE, USER_KIND
+from gatehouse.verifier.jwt import ACCESS_TOKEN_TYPE, USER_KIND
 
 
 class AccessTokenIssuer:

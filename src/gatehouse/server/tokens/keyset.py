@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 
-from gatehouse.verifier import PublicKey
+from gatehouse.verifier.jwt import PublicKey
 
 SIGNING_ALGORITHM = "EdDSA"
 

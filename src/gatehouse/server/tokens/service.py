@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gatehouse.server.clock import Clock
 from gatehouse.server.tokens.keyset import SIGNING_ALGORITHM, KeySet, SigningKey
 from gatehouse.server.tokens.repository import SigningKeyRepository, StoredKey
-from gatehouse.verifier import PublicKey
+from gatehouse.verifier.jwt import PublicKey
 
 # Tokens with unknown `kid`s trigger at most one reload per this many seconds, so forged
 # kids cannot turn into a flood of database reads (ten a second per process at most).
