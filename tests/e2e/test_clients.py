@@ -129,6 +129,9 @@ def test_the_java_example_round_trips_with_default_http_client(alice_server: Ser
         EXAMPLES / "httpx_round_trip.py",
         JAVA_EXAMPLE,
         EXAMPLES / "licensed_app.py",
+        EXAMPLES / "sdk_round_trip.py",
+        EXAMPLES / "resource_fastapi.py",
+        EXAMPLES / "resource_flask.py",
     ],
     ids=lambda p: p.name,
 )
