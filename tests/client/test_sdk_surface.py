@@ -44,14 +44,13 @@ def test_all_is_the_fixed_public_surface() -> None:
 
 
 def test_every_client_error_is_an_auth_error() -> None:
-    """Each exception class in `__all__` except FingerprintError (an OSError of the hardware
-    reader) descends from AuthError, the licensing tree included."""
+    """Each exception class in `__all__` descends from AuthError, the licensing tree and the
+    hardware reader's FingerprintError (also an OSError) included."""
     errors = [getattr(sdk, n) for n in sdk.__all__ if n.endswith(("Error", "Revoked"))]
     errors += [InvalidCredentials, RateLimited, ServerUnavailable]
     for cls in errors:
-        if cls is sdk.FingerprintError:
-            continue
         assert issubclass(cls, AuthError), cls
+    assert issubclass(sdk.FingerprintError, OSError)
     assert issubclass(LicenseError, AuthError)
     denied = LicenseDenied(403, "device_revoked", "revoked")
     assert (denied.status, denied.code, denied.detail) == (403, "device_revoked", "revoked")

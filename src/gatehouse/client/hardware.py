@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gatehouse.client import _linux, _macos, _windows
+from gatehouse.client.errors import LicenseError
 
 #: The server refuses more components than this.
 MAX_COMPONENTS = 32
@@ -31,8 +32,9 @@ MAX_COMPONENTS = 32
 COMPONENT_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
-class FingerprintError(OSError):
-    """Not one hardware component of this machine could be read."""
+class FingerprintError(LicenseError, OSError):
+    """Not one hardware component of this machine could be read: a `LicenseError` (so an
+    `AuthError`, like everything the client raises) and, as before, an `OSError`."""
 
 
 @dataclass(frozen=True, slots=True)
