@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from gatehouse.verifier import (
     TokenVerifier,
     UnknownKeyError,
 )
+from gatehouse.verifier.documents import MAX_DOCUMENT_BYTES
 from tests.verifier import forge
 from tests.verifier.forge import AUDIENCE, ISSUER, KEY, NOW, claims, eddsa, header
 
@@ -259,3 +261,36 @@ def test_an_oversized_token_is_refused_before_anything_is_fetched() -> None:
     with pytest.raises(MalformedTokenError, match="8 KiB"):
         _verifier(recorder).verify("a" * 8193)
     assert recorder.urls == []
+
+
+def _oversized_jwks(request: httpx.Request) -> httpx.Response:
+    """A JWKS endpoint that answers a valid document padded past the verifier's limit."""
+    document = {**forge.jwks(), "padding": "x" * (MAX_DOCUMENT_BYTES + 1)}
+    return httpx.Response(200, json=document)
+
+
+def test_an_oversized_jwks_is_refused_as_it_streams_in(caplog: pytest.LogCaptureFixture) -> None:
+    """A JWKS document over the limit is not parsed: no key is installed, the token's kid
+    is unknown, and the failure is logged as a warning."""
+    verifier = TokenVerifier(
+        ISSUER,
+        AUDIENCE,
+        jwks_url=JWKS_URL,
+        http_client=httpx.Client(transport=httpx.MockTransport(_oversized_jwks)),
+        clock=lambda: NOW,
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="gatehouse.verifier"),
+        pytest.raises(UnknownKeyError),
+    ):
+        verifier.verify(VALID)
+    assert any("exceeds" in record.getMessage() for record in caplog.records)
+
+
+async def test_averify_refuses_an_oversized_jwks_too() -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_oversized_jwks)) as http:
+        verifier = TokenVerifier(
+            ISSUER, AUDIENCE, jwks_url=JWKS_URL, async_http_client=http, clock=lambda: NOW
+        )
+        with pytest.raises(UnknownKeyError):
+            await verifier.averify(VALID)

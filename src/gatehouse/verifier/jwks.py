@@ -21,11 +21,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from gatehouse.verifier.documents import BoundedDocument, JwksError, parse_jwks
 from gatehouse.verifier.errors import UnknownKeyError
 from gatehouse.verifier.jwt import (
     DEFAULT_ALGORITHMS,
@@ -38,40 +35,6 @@ from gatehouse.verifier.jwt import (
 logger = logging.getLogger("gatehouse.verifier")
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-
-
-class JwksError(Exception):
-    """The JWKS or discovery document could not be had or understood (kept inside the cache:
-    verification turns it into a warning and, for an uncached `kid`, `UnknownKeyError`)."""
-
-
-def parse_jwks(document: object, algorithms: Sequence[str]) -> dict[str, PublicKey]:
-    """The usable public signing keys of a JWKS document, by `kid`.
-
-    Keys without a `kid`, for another use than `sig`, for an algorithm off the allow-list, of
-    an unsupported type, or carrying private material are skipped.
-
-    Raises:
-        JwksError: the document is not a JSON object with a `keys` list.
-    """
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise JwksError("the JWKS is not an object with a 'keys' list")
-    found: dict[str, PublicKey] = {}
-    for entry in document["keys"]:
-        if not isinstance(entry, dict):
-            continue
-        kid, alg, use = entry.get("kid"), entry.get("alg"), entry.get("use", "sig")
-        if not isinstance(kid, str) or not kid or use != "sig":
-            continue
-        if alg is not None and alg not in algorithms:
-            continue
-        try:
-            key = jwt.PyJWK(entry).key
-        except (jwt.PyJWTError, ValueError, TypeError):
-            continue
-        if isinstance(key, Ed25519PublicKey | EllipticCurvePublicKey | RSAPublicKey):
-            found[kid] = key
-    return found
 
 
 def _elapsed_below(now: float, since: float | None, seconds: float) -> bool:
@@ -162,9 +125,14 @@ class JwksCache:
 
     def _get_json(self, client: httpx.Client, url: str) -> Any:
         try:
-            response = client.get(url, timeout=self._timeout, follow_redirects=False)
-            response.raise_for_status()
-            return response.json()
+            with client.stream(
+                "GET", url, timeout=self._timeout, follow_redirects=False
+            ) as response:
+                response.raise_for_status()
+                body = BoundedDocument(url)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+            return body.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise JwksError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
 
@@ -201,9 +169,14 @@ class JwksCache:
 
     async def _aget_json(self, client: httpx.AsyncClient, url: str) -> Any:
         try:
-            response = await client.get(url, timeout=self._timeout, follow_redirects=False)
-            response.raise_for_status()
-            return response.json()
+            async with client.stream(
+                "GET", url, timeout=self._timeout, follow_redirects=False
+            ) as response:
+                response.raise_for_status()
+                body = BoundedDocument(url)
+                async for chunk in response.aiter_bytes():
+                    body.add(chunk)
+            return body.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise JwksError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
 
