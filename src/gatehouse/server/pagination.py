@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from gatehouse.server.errors import InvalidInputError
@@ -42,3 +43,22 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, UUID]:
         return at, UUID(item_id)
     except ValueError:
         raise InvalidInputError("The cursor is malformed.", field="cursor") from None
+
+
+class _Dated(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> UUID: ...
+
+
+D = TypeVar("D", bound=_Dated)
+
+
+def time_page(fetched: list[D], limit: int) -> tuple[list[D], str | None]:
+    """A page from `limit + 1` rows in (created_at, id) order: its items, and the cursor
+    after its last item when there is more (the extra row only says so)."""
+    items = fetched[:limit]
+    more = len(fetched) > limit
+    return items, encode_time_cursor(items[-1].created_at, items[-1].id) if more else None

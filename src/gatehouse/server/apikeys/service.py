@@ -37,7 +37,7 @@ from gatehouse.server.errors import (
     InvalidScopeError,
     NotFoundError,
 )
-from gatehouse.server.pagination import decode_time_cursor, encode_time_cursor
+from gatehouse.server.pagination import decode_time_cursor, time_page
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
@@ -134,13 +134,10 @@ class ApiKeyService:
             InvalidInputError: the cursor is malformed.
         """
         after = decode_time_cursor(cursor) if cursor else None
-        keys = await self._keys.list(owner_id=owner_id, limit=limit + 1, after=after)
-        more = len(keys) > limit
-        keys = keys[:limit]
-        return ApiKeyPage(
-            items=keys,
-            next_cursor=encode_time_cursor(keys[-1].created_at, keys[-1].id) if more else None,
+        keys, next_cursor = time_page(
+            await self._keys.list(owner_id=owner_id, limit=limit + 1, after=after), limit
         )
+        return ApiKeyPage(items=keys, next_cursor=next_cursor)
 
     async def revoke(self, key_id: UUID, *, owner_id: UUID | None) -> None:
         """Revoke a key; it stops working at once here and within the revocation poll

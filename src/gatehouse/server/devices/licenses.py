@@ -27,7 +27,7 @@ from gatehouse.server.devices.models import (
 )
 from gatehouse.server.devices.repository import LicenseRepository
 from gatehouse.server.errors import InvalidInputError, NotFoundError
-from gatehouse.server.pagination import decode_time_cursor, encode_time_cursor
+from gatehouse.server.pagination import decode_time_cursor, time_page
 from gatehouse.server.secret import OpaqueTokens
 
 _PRODUCT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
@@ -98,14 +98,10 @@ class LicenseService:
     ) -> LicensePage:
         """Licenses oldest first, in pages. Raises: InvalidInputError (the cursor)."""
         after = decode_time_cursor(cursor) if cursor else None
-        items = await self._licenses.search(owner_id=owner_id, limit=limit + 1, after=after)
-        more = len(items) > limit
-        items = items[:limit]
-        last = items[-1] if more else None
-        return LicensePage(
-            items=items,
-            next_cursor=encode_time_cursor(last.created_at, last.id) if last else None,
+        items, next_cursor = time_page(
+            await self._licenses.search(owner_id=owner_id, limit=limit + 1, after=after), limit
         )
+        return LicensePage(items=items, next_cursor=next_cursor)
 
     async def update(self, license_id: UUID, changes: LicenseChanges, *, by: Actor) -> License:
         """Raises: NotFoundError."""

@@ -47,7 +47,7 @@ from gatehouse.server.errors import (
     NotFoundError,
     UnknownDeviceError,
 )
-from gatehouse.server.pagination import decode_time_cursor, encode_time_cursor
+from gatehouse.server.pagination import decode_time_cursor, time_page
 from gatehouse.server.secret import OpaqueTokens
 from gatehouse.server.sessions.cache import Loaded, PrincipalCache
 from gatehouse.server.tokens.issuer import AccessTokenIssuer
@@ -173,16 +173,8 @@ class DeviceService:
                     " again."
                 )
             seen[presented.fingerprint_digest] = line
-            device = Device(
-                id=uuid.uuid4(),
-                label=new.label,
-                status=DeviceStatus.ACTIVE,
-                owner_id=new.owner_id,
-                license_id=new.license_id,
-                activated=False,
-                created_at=now,
-                updated_at=now,
-                last_seen_at=None,
+            device = _new_device(
+                new.label, owner_id=new.owner_id, license_id=new.license_id, now=now, seen=False
             )
             prepared.append(DeviceRow(device, presented.fingerprint_digest, presented.components))
         taken = await self._devices.existing(seen)
@@ -204,13 +196,10 @@ class DeviceService:
     async def list_page(self, where: DeviceFilter, *, limit: int, cursor: str | None) -> DevicePage:
         """Raises: InvalidInputError for a malformed cursor."""
         after = decode_time_cursor(cursor) if cursor else None
-        items = await self._devices.search(where, limit=limit + 1, after=after)
-        more = len(items) > limit
-        items = items[:limit]
-        return DevicePage(
-            items=items,
-            next_cursor=encode_time_cursor(items[-1].created_at, items[-1].id) if more else None,
+        items, next_cursor = time_page(
+            await self._devices.search(where, limit=limit + 1, after=after), limit
         )
+        return DevicePage(items=items, next_cursor=next_cursor)
 
     async def update(
         self, device_id: UUID, *, label: str | None, status: DeviceStatus | None, by: Actor
@@ -257,19 +246,20 @@ class DeviceService:
             DeviceSuspendedError, DeviceRevokedError, LicenseSuspendedError,
             LicenseExpiredError: the device may not run now.
         """
-        presented = self.present(fingerprint, components)
         now = self._clock.now()
-        record = await self._by_fingerprint(presented.fingerprint_digest, now)
+        record = await self._by_fingerprint(self._fingerprints.digest(fingerprint), now)
+        if record is not None:  # the usual case: no component needs digesting
+            self._check_may_run(record, now, by, "device.verify_failed")
+            return await self._grant(record, fingerprint, now)
+        presented = self.present(fingerprint, components)
         tolerated = None
-        if record is None and presented.components:
+        if presented.components:
             tolerated = await self._tolerant_match(presented, license_id=None)
-        record = record or tolerated
-        if record is None:
+        if tolerated is None:
             self._fail("device.verify_failed", by, None, UnknownDeviceError())
-        self._check_may_run(record, now, by, "device.verify_failed")
-        if tolerated is not None:
-            record = await self._rebind(tolerated, presented, by)
-        return await self._grant(record, presented.fingerprint, now)
+        self._check_may_run(tolerated, now, by, "device.verify_failed")
+        record = await self._rebind(tolerated, presented, by)
+        return await self._grant(record, fingerprint, now)
 
     async def activate(
         self,
@@ -302,16 +292,12 @@ class DeviceService:
             else:
                 matched = await self._tolerant_match(presented, license_id=found.id)
         row = DeviceRow(
-            Device(
-                id=uuid.uuid4(),
-                label=check_label(label) if label is not None else "activated device",
-                status=DeviceStatus.ACTIVE,
+            _new_device(
+                check_label(label) if label is not None else "activated device",
                 owner_id=found.owner_id,
                 license_id=found.id,
-                activated=True,
-                created_at=now,
-                updated_at=now,
-                last_seen_at=now,
+                now=now,
+                seen=True,
             ),
             presented.fingerprint_digest,
             presented.components,
@@ -445,11 +431,7 @@ class DeviceService:
             if license_id is not None and record.device.license_id != license_id:
                 continue
             needed = record.policy.min_components
-            count = sum(
-                1
-                for name, digest in presented.components.items()
-                if hmac.compare_digest((record.components or {}).get(name, b""), digest)
-            )
+            count = _matching(record, presented)
             if needed is None or count < needed:
                 continue
             if count > best_count:
@@ -463,11 +445,7 @@ class DeviceService:
         now = self._clock.now()
         if not await self._devices.rebind(record.device.id, presented, now=now):
             self._fail("device.verify_failed", by, record.device, UnknownDeviceError())
-        matched = sum(
-            1
-            for name, digest in presented.components.items()
-            if hmac.compare_digest((record.components or {}).get(name, b""), digest)
-        )
+        matched = _matching(record, presented)
         self._record(
             "device.tolerance_match",
             by,
@@ -572,6 +550,34 @@ class DeviceService:
         """Record a refusal and raise it."""
         self._record(action, by, device, "failure", reason=error.code, **details)
         raise error
+
+
+def _new_device(
+    label: str, *, owner_id: UUID | None, license_id: UUID | None, now: datetime, seen: bool
+) -> Device:
+    """A device about to be stored: registered by an admin (`seen` False), or activated by
+    the machine itself (`seen` True: it is checking in right now)."""
+    return Device(
+        id=uuid.uuid4(),
+        label=label,
+        status=DeviceStatus.ACTIVE,
+        owner_id=owner_id,
+        license_id=license_id,
+        activated=seen,
+        created_at=now,
+        updated_at=now,
+        last_seen_at=now if seen else None,
+    )
+
+
+def _matching(record: DeviceRecord, presented: Presented) -> int:
+    """How many presented components equal the device's registered ones (by name)."""
+    stored = record.components or {}
+    return sum(
+        1
+        for name, digest in presented.components.items()
+        if hmac.compare_digest(stored.get(name, b""), digest)
+    )
 
 
 def _loaded(record: DeviceRecord | None) -> Loaded | None:

@@ -8,7 +8,7 @@ import re
 from typing import Annotated
 from urllib.parse import unquote_plus
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from gatehouse.server.accounts.models import User
@@ -45,6 +45,10 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+# The query parameters of every paged listing.
+PageLimit = Annotated[int, Query(ge=1, le=200)]
+PageCursor = Annotated[str | None, Query(max_length=512)]
 
 
 def services_of(request: Request) -> Services:

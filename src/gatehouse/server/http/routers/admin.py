@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, status
 
 from gatehouse.server.accounts.models import UserChanges
 from gatehouse.server.errors import InvalidInputError
-from gatehouse.server.http.deps import AdminPrincipal, AdminUser, ServicesDep
+from gatehouse.server.http.deps import AdminPrincipal, AdminUser, PageCursor, PageLimit, ServicesDep
 from gatehouse.server.http.schemas import (
     AdminCreateApiKeyRequest,
     AdminCreateUserRequest,
@@ -26,9 +26,6 @@ from gatehouse.server.http.schemas import (
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=512)]
-
 
 @router.get("/users")
 async def list_users(
@@ -36,8 +33,8 @@ async def list_users(
     services: ServicesDep,
     prefix: Annotated[str | None, Query(max_length=64)] = None,
     role: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> UserPageOut:
     """Users in username order; pass `next_cursor` back as `cursor` for the next page."""
     page = await services.admin.list_users(prefix=prefix, role=role, limit=limit, cursor=cursor)
@@ -92,8 +89,8 @@ async def list_api_keys(
     _admin: AdminUser,
     services: ServicesDep,
     owner_id: UUID | None = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> ApiKeyPageOut:
     """Unrevoked keys of every user (or of `owner_id`), oldest first, in pages."""
     page = await services.api_keys.list_page(owner_id=owner_id, limit=limit, cursor=cursor)

@@ -6,10 +6,9 @@ here only if it carries the `admin` scope (automation: an order system creating 
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from pydantic import AwareDatetime
 
 from gatehouse.server.devices.models import (
@@ -20,7 +19,7 @@ from gatehouse.server.devices.models import (
     LicenseStatus,
     NewDevice,
 )
-from gatehouse.server.http.deps import AdminPrincipal, ServicesDep, actor_of
+from gatehouse.server.http.deps import AdminPrincipal, PageCursor, PageLimit, ServicesDep, actor_of
 from gatehouse.server.http.device_schemas import (
     CreateDeviceRequest,
     CreateLicenseRequest,
@@ -35,9 +34,6 @@ from gatehouse.server.http.device_schemas import (
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=512)]
-
 
 @router.get("/devices")
 async def list_devices(
@@ -48,8 +44,8 @@ async def list_devices(
     status: DeviceStatus | None = None,
     seen_before: AwareDatetime | None = None,
     seen_after: AwareDatetime | None = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> DevicePageOut:
     """Devices oldest first; pass `next_cursor` back as `cursor` for the next page."""
     where = DeviceFilter(
@@ -120,8 +116,8 @@ async def list_licenses(
     _admin: AdminPrincipal,
     services: ServicesDep,
     owner_id: UUID | None = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> LicensePageOut:
     page = await services.licenses.list_page(owner_id=owner_id, limit=limit, cursor=cursor)
     return LicensePageOut(
