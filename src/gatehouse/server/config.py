@@ -14,6 +14,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -89,6 +90,83 @@ class Settings(BaseSettings):
         description="How often the server frees the seats of devices silent past their "
         "license's cull_after (seconds); 0 runs none (use `gatehouse devices cull`).",
     )
+    # --- Abuse defence (server/limits): per-account lockout, per-address limits. ---
+    lockout_threshold: int = Field(
+        default=10, ge=1, le=1000, description="Failures of one username that lock it."
+    )
+    lockout_window: timedelta = Field(
+        default=timedelta(minutes=15), description="Failures older than this are forgotten."
+    )
+    lockout_base: timedelta = Field(
+        default=timedelta(seconds=60), description="The first lock; each further one doubles."
+    )
+    lockout_max: timedelta = Field(
+        default=timedelta(minutes=15), description="The longest a name is locked at once."
+    )
+    ip_failure_limit: int = Field(
+        default=100, ge=1, description="Failed credential attempts per address per window."
+    )
+    ip_failure_window: timedelta = Field(default=timedelta(minutes=10))
+    register_ip_limit: int = Field(
+        default=20, ge=1, description="Registrations per address per window."
+    )
+    register_ip_window: timedelta = Field(default=timedelta(hours=1))
+    recovery_ip_limit: int = Field(
+        default=10,
+        ge=1,
+        description="Password-reset and verification mail requests per address per window.",
+    )
+    recovery_ip_window: timedelta = Field(default=timedelta(hours=1))
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL: limits and lockouts shared by every worker "
+        "and host. Default: kept in each process.",
+    )
+    hash_queue_max: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="Password checks that may wait for a hashing thread, per process; "
+        "past it, 503 overloaded at once.",
+    )
+    # --- Email: verification, password reset, delivery. ---
+    require_verified_email: bool = Field(
+        default=False, description="Refuse logins of accounts whose address is not verified."
+    )
+    verify_on_register: bool = Field(
+        default=False, description="Mail a verification link when an account is registered."
+    )
+    reset_url: str | None = Field(
+        default=None, description="Page the reset link opens. Default: ISSUER/reset-password."
+    )
+    verify_url: str | None = Field(
+        default=None, description="Page the verification link opens. Default: ISSUER/verify-email."
+    )
+    reset_token_ttl: timedelta = Field(default=timedelta(minutes=30))
+    verify_token_ttl: timedelta = Field(default=timedelta(hours=24))
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server; unset: mails are written to DATA_DIR/mail/."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: timedelta = Field(default=timedelta(seconds=10))
+    mail_from: str | None = Field(
+        default=None, description="From address. Default: gatehouse@<the issuer's host>."
+    )
+    mail_templates_dir: Path | None = Field(
+        default=None, description="Folder whose templates replace the built-in ones."
+    )
+    # --- Audit trail, logs, metrics. ---
+    audit_retention: timedelta = Field(
+        default=timedelta(days=90),
+        description="Audit events older than this are deleted (about hourly); 0 keeps all.",
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve GET /metrics.")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json`: one object per line; `text` for reading by eye."
+    )
     trusted_proxies: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = Field(
@@ -106,6 +184,16 @@ class Settings(BaseSettings):
         "revocation_poll_interval",
         "session_retention",
         "device_cull_interval",
+        "lockout_window",
+        "lockout_base",
+        "lockout_max",
+        "ip_failure_window",
+        "register_ip_window",
+        "recovery_ip_window",
+        "reset_token_ttl",
+        "verify_token_ttl",
+        "smtp_timeout",
+        "audit_retention",
         mode="before",
     )
     @classmethod
@@ -143,6 +231,13 @@ class Settings(BaseSettings):
                     f"entry {position} is not an IP address or a CIDR network without host bits"
                 ) from None
         return tuple(networks)
+
+    @field_validator("reset_url", "verify_url")
+    @classmethod
+    def _link_is_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
 
     @field_validator("issuer")
     @classmethod
@@ -195,12 +290,50 @@ class Settings(BaseSettings):
             raise ValueError("GATEHOUSE_KEY_REFRESH_INTERVAL must be at least 1 s")
         return self
 
+    @model_validator(mode="after")
+    def _limits_and_mail_consistent(self) -> Self:
+        for name in (
+            "lockout_window",
+            "lockout_base",
+            "ip_failure_window",
+            "register_ip_window",
+            "recovery_ip_window",
+            "smtp_timeout",
+        ):
+            if getattr(self, name) < timedelta(seconds=1):
+                raise ValueError(f"GATEHOUSE_{name.upper()} must be at least 1 s")
+        if self.lockout_max < self.lockout_base:
+            raise ValueError("GATEHOUSE_LOCKOUT_MAX must be at least GATEHOUSE_LOCKOUT_BASE")
+        if not timedelta(minutes=1) <= self.reset_token_ttl <= timedelta(days=1):
+            raise ValueError("GATEHOUSE_RESET_TOKEN_TTL must be between 1 minute and 1 day")
+        if not timedelta(minutes=1) <= self.verify_token_ttl <= timedelta(days=30):
+            raise ValueError("GATEHOUSE_VERIFY_TOKEN_TTL must be between 1 minute and 30 days")
+        if self.audit_retention < timedelta(0):
+            raise ValueError("GATEHOUSE_AUDIT_RETENTION must be 0 (keep all) or positive")
+        if self.redis_url is not None and not self.redis_url.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("GATEHOUSE_REDIS_URL must start with redis://, rediss:// or unix://")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL to connect to, with the driver Gatehouse uses for it."""
         if self.database_url is not None:
             return self.database_url
         return f"sqlite+pysqlite:///{self.data_dir / DATABASE_FILE_NAME}"
+
+    @property
+    def resolved_reset_url(self) -> str:
+        return self.reset_url or f"{self.issuer}/reset-password"
+
+    @property
+    def resolved_verify_url(self) -> str:
+        return self.verify_url or f"{self.issuer}/verify-email"
+
+    @property
+    def resolved_mail_from(self) -> str:
+        return self.mail_from or f"gatehouse@{urlsplit(self.issuer).hostname}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -17,6 +17,8 @@ that is safe to show: it never contains a submitted value or a secret.
     │   ├── InvalidAccessTokenError  invalid_token
     │   └── UnknownDeviceError       unknown_device (an unknown fingerprint or license key)
     ├── InvalidGrantError            invalid_grant (a refresh token or grant that fails)
+    ├── InvalidResetTokenError       invalid_reset_token (400)
+    ├── InvalidVerificationTokenError  invalid_verification_token (400)
     ├── PermissionDeniedError        insufficient_scope
     │   ├── SessionRequiredError     session_required
     │   ├── CsrfError                csrf_failed
@@ -25,14 +27,25 @@ that is safe to show: it never contains a submitted value or a secret.
     │   ├── LicenseExpiredError      license_expired
     │   ├── LicenseSuspendedError    license_suspended
     │   ├── LicenseFullError         license_full
-    │   └── FingerprintMismatchError fingerprint_mismatch
+    │   ├── FingerprintMismatchError fingerprint_mismatch
+    │   └── EmailUnverifiedError     email_unverified
     ├── NotFoundError                not_found
     ├── ConflictError                conflict
     │   ├── UsernameTakenError       username_taken
+    │   ├── EmailTakenError          email_taken
     │   ├── DeviceExistsError        device_exists
     │   └── SelfLockoutError         self_lockout
-    └── StorageUnavailableError      storage_unavailable
+    ├── RateLimitedError             rate_limited (429, Retry-After)
+    │   └── AccountLockedError       account_locked
+    └── UnavailableError             (503, Retry-After)
+        ├── StorageUnavailableError  storage_unavailable
+        ├── LimitsUnavailableError   limits_unavailable (the shared limit store is down)
+        └── OverloadedError          overloaded (the password-hash queue is full)
 """
+
+from __future__ import annotations
+
+import math
 
 
 class GatehouseError(Exception):
@@ -200,6 +213,74 @@ class SelfLockoutError(ConflictError):
     default_message = "An admin cannot deactivate, delete or demote their own account."
 
 
-class StorageUnavailableError(GatehouseError):
+class EmailTakenError(ConflictError):
+    code = "email_taken"
+    default_message = "That email address belongs to another account."
+
+
+class EmailUnverifiedError(PermissionDeniedError):
+    code = "email_unverified"
+    default_message = "Verify the account's email address before logging in."
+
+
+class InvalidResetTokenError(GatehouseError):
+    """Reused, expired, superseded, altered, malformed or of another kind: one error."""
+
+    code = "invalid_reset_token"
+    default_message = "The password reset link is invalid or has expired."
+
+
+class InvalidVerificationTokenError(GatehouseError):
+    code = "invalid_verification_token"
+    default_message = "The verification link is invalid or has expired."
+
+
+class RateLimitedError(GatehouseError):
+    """Too many attempts; `retry_after` is whole seconds, at least 1. `limit` names the
+    limit that refused (for metrics), never a value the caller sent."""
+
+    code = "rate_limited"
+    default_message = "Too many attempts; try again later."
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: float, limit: str = "ip"
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+        self.limit = limit
+
+
+class AccountLockedError(RateLimitedError):
+    """The same answer for a name that exists and one that does not, right password or not."""
+
+    code = "account_locked"
+    default_message = "Too many failed logins for this account; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after, limit="account")
+
+
+class UnavailableError(GatehouseError):
+    """The server cannot take the request now; `retry_after` in whole seconds."""
+
+    code = "unavailable"
+    default_message = "The service is unavailable; try again later."
+    retry_after = 5
+
+
+class StorageUnavailableError(UnavailableError):
     code = "storage_unavailable"
     default_message = "The database is unavailable; try again later."
+
+
+class LimitsUnavailableError(UnavailableError):
+    """Credential routes fail closed when the shared limit store (Redis) cannot be reached."""
+
+    code = "limits_unavailable"
+    default_message = "Sign-in is briefly unavailable; try again later."
+
+
+class OverloadedError(UnavailableError):
+    code = "overloaded"
+    default_message = "The server is busy checking passwords; try again shortly."
+    retry_after = 1

@@ -1,28 +1,90 @@
-"""Audit events in the shape the audit trail stores them.
+"""Audit events and the recorder services hand them to.
 
-Until the audit trail has its table, `LogAuditRecorder` writes each event as one JSON line
-on the `gatehouse.audit` logger; services depend only on `AuditRecorder`, so the store can
-change under them. An event never holds a secret: no password, token, key or fingerprint,
-only ids.
+An event never holds a secret: no password, token, key or fingerprint, only ids, names and
+reasons. Services depend only on `AuditRecorder`; `storage/audit.py` stores the events.
+
+Two ways to record:
+
+- `with recorder.staged(event): await repository.write(...)`: for the event of a state
+  change. The event is inserted by the next write transaction this task commits inside the
+  block, in that transaction, so the change and its record commit or roll back together.
+  If the block raises, the event is dropped (nothing changed); if it ends without a write
+  having taken the event, it is recorded as by `record`.
+- `recorder.record(event)`: everything else (failures, uses): queued in memory and written
+  in batches within a second, never on the request's path.
+
+`ip`, `user_agent` and `request_id` are filled from the request being served
+(`server/context.py`) when the event leaves them unset; `at` from the recorder's clock.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
 Outcome = Literal["success", "failure"]
-
 log = logging.getLogger("gatehouse.audit")
+Detail = Mapping[str, str | int | bool | None]
+
+# Every event type the server records (README: "Audit trail").
+EVENT_TYPES = frozenset(
+    {
+        "user.registered",
+        "login.succeeded",
+        "login.failed",
+        "account.locked",
+        "token.refreshed",
+        "refresh_token.reused",
+        "session.revoked",
+        "logout",
+        "logout_all",
+        "password.changed",
+        "password.reset_requested",
+        "password.reset",
+        "email.verification_requested",
+        "email.verified",
+        "email.changed",
+        "api_key.created",
+        "api_key.used",
+        "api_key.revoked",
+        "client_credentials.issued",
+        "introspection.denied",
+        "user.created",
+        "user.roles_changed",
+        "user.deactivated",
+        "user.activated",
+        "user.deleted",
+        "device.registered",
+        "device.updated",
+        "device.activated",
+        "device.deactivated",
+        "device.deactivate_failed",
+        "device.heartbeat_failed",
+        "device.verify_failed",
+        "device.activate_failed",
+        "device.matched_tolerant",
+        "device.suspended",
+        "device.revoked",
+        "device.reinstated",
+        "device.deleted",
+        "device.culled",
+        "license.created",
+        "license.updated",
+        "license.deleted",
+        "admin.access_denied",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acted: a user, a device, the operator at the CLI, or an anonymous caller."""
+    """Who acted: a user, a device, the operator at the CLI, an anonymous caller, or the
+    server itself. `ip` overrides the request's address (rarely needed)."""
 
     kind: Literal["user", "device", "cli", "anonymous", "system"]
     id: str | None = None
@@ -36,32 +98,72 @@ class Actor:
     def system(cls) -> Actor:
         return cls(kind="system")
 
+    @classmethod
+    def anonymous(cls) -> Actor:
+        return cls(kind="anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an event is about: `kind` is user, username, session, api_key, device or
+    license; `id` its id (a username's canonical form for `username`)."""
+
+    kind: str
+    id: str
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One thing that happened: `action` is `<concern>.<verb>` (`device.activated`)."""
-
-    action: str
+    type: str
     outcome: Outcome
     actor: Actor
-    at: datetime
-    target: str | None = None
+    subject: Subject | None = None
     # Ids and reasons only (a failure's error code, the license id, components matched).
-    details: Mapping[str, str | int | bool | None] = field(default_factory=dict)
+    detail: Detail = field(default_factory=dict)
+    at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "action": self.action,
+            "type": self.type,
             "outcome": self.outcome,
-            "at": self.at.isoformat(),
-            "actor": {"kind": self.actor.kind, "id": self.actor.id, "ip": self.actor.ip},
-            "target": self.target,
-            "details": dict(self.details),
+            "time": self.at.isoformat() if self.at else None,
+            "actor": {"kind": self.actor.kind, "id": self.actor.id},
+            "subject": (
+                {"kind": self.subject.kind, "id": self.subject.id} if self.subject else None
+            ),
+            "ip": self.ip or self.actor.ip,
+            "user_agent": self.user_agent,
+            "request_id": self.request_id,
+            "detail": dict(self.detail),
         }
 
 
 class AuditRecorder(Protocol):
-    def record(self, event: AuditEvent) -> None: ...
+    def record(self, event: AuditEvent) -> None:
+        """Queue an event; it reaches storage within about a second."""
+        ...
+
+    def staged(self, *events: AuditEvent) -> AbstractContextManager[None]:
+        """Write `events` in the transaction of the next write made inside the block."""
+        ...
+
+
+class ListAuditRecorder:
+    """Keeps events in a list: for unit tests of services, and the CLI's dry runs."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    @contextmanager
+    def staged(self, *events: AuditEvent) -> Iterator[None]:
+        yield
+        self.events.extend(events)
 
 
 class LogAuditRecorder:
@@ -69,6 +171,10 @@ class LogAuditRecorder:
 
     def record(self, event: AuditEvent) -> None:
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s", json.dumps(event.as_dict(), separators=(",", ":")), extra={"audit": event}
-            )
+            log.info("%s", json.dumps(event.as_dict(), separators=(",", ":")))
+
+    @contextmanager
+    def staged(self, *events: AuditEvent) -> Iterator[None]:
+        yield
+        for event in events:
+            self.record(event)

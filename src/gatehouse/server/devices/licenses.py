@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder
+from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Subject
 from gatehouse.server.clock import Clock
 from gatehouse.server.devices.models import (
     LICENSE_KEY_PREFIX,
@@ -136,11 +136,11 @@ class LicenseService:
     def _record(self, action: str, by: Actor, license_id: UUID, now: datetime) -> None:
         self._audit.record(
             AuditEvent(
-                action=action,
+                type=action,
                 outcome="success",
                 actor=by,
                 at=now,
-                target=f"license:{license_id}",
+                subject=Subject("license", str(license_id)),
             )
         )
 

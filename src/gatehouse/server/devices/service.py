@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 from uuid import UUID
 
-from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Outcome
+from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Outcome, Subject
 from gatehouse.server.clock import Clock
 from gatehouse.server.devices.models import (
     LICENSE_KEY_PREFIX,
@@ -282,9 +282,9 @@ class DeviceService:
         found = await self._license_of_key(license_key)
         now = self._clock.now()
         if found is None:
-            self._fail("device.activation_failed", by, None, UnknownDeviceError())
+            self._fail("device.activate_failed", by, None, UnknownDeviceError())
         if (refusal := found.refusal(now)) is not None:
-            self._fail("device.activation_failed", by, None, refusal, license_id=found.id)
+            self._fail("device.activate_failed", by, None, refusal, license_id=found.id)
         matched = None
         if presented.components and found.policy.min_components is not None:
             if await self._devices.existing([presented.fingerprint_digest]):
@@ -310,7 +310,7 @@ class DeviceService:
                 # A concurrent activation of this machine inserted it first: bind that one.
                 outcome = await self._devices.activate(found.id, row, match_id=None, now=now)
         except GatehouseError as exc:
-            self._fail("device.activation_failed", by, None, exc, license_id=found.id)
+            self._fail("device.activate_failed", by, None, exc, license_id=found.id)
         record = outcome.record
         if matched is not None:
             record = await self._rebind(record, presented, by)
@@ -334,7 +334,7 @@ class DeviceService:
         found = await self._license_of_key(license_key)
         record = await self._devices.find_by_fingerprint(presented.fingerprint_digest)
         if found is None or record is None or record.device.license_id != found.id:
-            self._fail("device.deactivation_failed", by, None, UnknownDeviceError())
+            self._fail("device.deactivate_failed", by, None, UnknownDeviceError())
         await self._release(record.device, found.id, by, "device.deactivated")
 
     async def deactivate(self, record: DeviceRecord, *, by: Actor) -> None:
@@ -447,7 +447,7 @@ class DeviceService:
             self._fail("device.verify_failed", by, record.device, UnknownDeviceError())
         matched = _matching(record, presented)
         self._record(
-            "device.tolerance_match",
+            "device.matched_tolerant",
             by,
             record.device,
             license_id=record.device.license_id,
@@ -530,12 +530,12 @@ class DeviceService:
     ) -> None:
         self._audit.record(
             AuditEvent(
-                action=action,
+                type=action,
                 outcome=outcome,
                 actor=by,
                 at=self._clock.now(),
-                target=f"device:{device.id}" if device is not None else None,
-                details={k: str(v) if isinstance(v, UUID) else v for k, v in details.items()},
+                subject=Subject("device", str(device.id)) if device is not None else None,
+                detail={k: str(v) if isinstance(v, UUID) else v for k, v in details.items()},
             )
         )
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gatehouse.server.errors import (
     AuthenticationError,
     ConflictError,
+    EmailUnverifiedError,
     GatehouseError,
     InvalidAccessTokenError,
     InvalidClientError,
@@ -31,7 +32,9 @@ from gatehouse.server.errors import (
     InvalidScopeError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     StorageUnavailableError,
+    UnavailableError,
     UnsupportedGrantTypeError,
 )
 
@@ -59,7 +62,11 @@ _TABLE: dict[type[GatehouseError], tuple[int, int, str]] = {
     PermissionDeniedError: (403, 403, "insufficient_scope"),
     NotFoundError: (404, 404, "invalid_request"),
     ConflictError: (409, 400, "invalid_request"),
-    StorageUnavailableError: (503, 503, "temporarily_unavailable"),
+    # A login refused for an unverified address is an invalid grant to OAuth clients.
+    EmailUnverifiedError: (403, 400, "invalid_grant"),
+    # OAuth clients get the problem's own code (`rate_limited`, `account_locked`).
+    RateLimitedError: (429, 429, ""),
+    UnavailableError: (503, 503, "temporarily_unavailable"),
 }
 
 # Pydantic error types whose messages may quote the input; they get a neutral reason.
@@ -136,16 +143,29 @@ async def handle_gatehouse_error(request: Request, exc: Exception) -> JSONRespon
     status, oauth_status, oauth_code = _row(exc)
     if isinstance(exc, StorageUnavailableError):
         log.warning("storage unavailable: %s", type(exc.__cause__).__name__)
+    retry_after = _retry_after(exc)
     if is_oauth(request):
         challenge = BASIC_REALM if isinstance(exc, InvalidClientError) else REALM
-        return oauth_error(oauth_status, oauth_code, exc.message, challenge=challenge)
+        response = oauth_error(
+            oauth_status, oauth_code or exc.code, exc.message, challenge=challenge
+        )
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return response
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidInputError) and exc.field:
         extra["errors"] = [{"field": exc.field, "reason": exc.message}]
     headers = _challenge(exc, status)
-    if status == 503:
-        headers = {"Retry-After": "5"}
+    if retry_after is not None:
+        headers = {"Retry-After": retry_after}
     return problem(status, exc.code, exc.message, headers=headers, **extra)
+
+
+def _retry_after(exc: GatehouseError) -> str | None:
+    """RFC 9110 s10.2.3: whole seconds, for 429 and 503 answers."""
+    if isinstance(exc, RateLimitedError | UnavailableError):
+        return str(exc.retry_after)
+    return None
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -52,6 +52,11 @@ users = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("is_service_account", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The address folded for comparison (accounts.emails.canonical_email): unique, so two
+    # accounts never share one. NULL without an address, and for the later accounts of a
+    # duplicate that existed before migration 0006 (reported by it, never dropped).
+    sa.Column("email_canonical", sa.String(320), nullable=True, unique=True),
+    sa.Column("email_verified", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 user_roles = sa.Table(
@@ -223,4 +228,60 @@ device_components = sa.Table(
     ),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("digest", sa.LargeBinary(32), nullable=False, index=True),
+)
+
+
+# Single-use links mailed to a user: password reset and email verification. Stored as the
+# HMAC digest of the token only; `email` is the address a verification token proves.
+account_tokens = sa.Table(
+    "account_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "user_id", "purpose"),
+)
+
+# The durable outbox: work that must happen outside the request (a reset request to
+# resolve, a message to send), retried until done. `payload` is encrypted (Fernet, a key
+# derived from the server secret): a queued message holds a live link.
+mail_outbox = sa.Table(
+    "mail_outbox",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.String(200), nullable=True),
+)
+
+# The audit trail: append-only (no route edits or deletes; pruning by age only).
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(8), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.String(64), nullable=True),
+    sa.Column("subject_kind", sa.String(16), nullable=True),
+    sa.Column("subject_id", sa.String(320), nullable=True),
+    sa.Column("ip", sa.String(45), nullable=True),
+    sa.Column("user_agent", sa.String(512), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+    # Newest first, and each filter newest first within it.
+    sa.Index(None, "time", "id"),
+    sa.Index(None, "type", "time"),
+    sa.Index(None, "actor_id", "time"),
+    sa.Index(None, "subject_id", "time"),
 )
