@@ -140,7 +140,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     invalidations = InvalidationLog(db)
     users = SqlUserRepository(db, invalidations)
     hasher = PasswordHasher(settings.password_hashing, concurrency=settings.hash_concurrency)
-    accounts = AccountService(users=users, hasher=hasher, clock=clock)
+    audit = LogAuditRecorder()
+    accounts = AccountService(users=users, hasher=hasher, audit=audit, clock=clock)
     keys = KeyService(
         keys=SqlSigningKeyRepository(db),
         encryption_key=secret.derive("gatehouse signing-key encryption v1"),
@@ -194,7 +195,6 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
     )
     license_keys = OpaqueTokens(secret.derive("gatehouse license-key digest v1"))
-    audit = LogAuditRecorder()
     devices = DeviceService(
         devices=SqlDeviceRepository(db, invalidations),
         licenses=(license_repo := SqlLicenseRepository(db, invalidations)),

@@ -24,6 +24,7 @@ class User:
     updated_at: datetime
     # A service account has no password and cannot log in; it only holds API keys.
     is_service_account: bool = False
+    email_verified: bool = False
 
     @property
     def is_admin(self) -> bool:

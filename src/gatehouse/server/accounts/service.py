@@ -13,6 +13,7 @@ from gatehouse.server.accounts.passwords import (
     normalise_password,
 )
 from gatehouse.server.accounts.repository import UserRepository
+from gatehouse.server.audit.models import AuditRecorder
 from gatehouse.server.clock import Clock
 from gatehouse.server.errors import (
     InvalidCredentialsError,
@@ -25,9 +26,17 @@ from gatehouse.server.errors import (
 class AccountService:
     """Accounts as their owners use them."""
 
-    def __init__(self, *, users: UserRepository, hasher: PasswordHasher, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        users: UserRepository,
+        hasher: PasswordHasher,
+        audit: AuditRecorder,
+        clock: Clock,
+    ) -> None:
         self._users = users
         self._hasher = hasher
+        self._audit = audit
         self._clock = clock
 
     async def register(

@@ -5,7 +5,8 @@ Settings and services unless given them, which is how tests inject theirs.
 
 The front door, outermost first: `SecurityHeaders` (every response, a 500 included, so it
 sits outside Starlette's error middleware), `ClientAddress` (only when proxies are
-trusted), Starlette's error handling, `BodySizeLimit`, the routers.
+trusted), `QueryApiKey` (only when keys may come in the query), `RequestContext` (the
+request id and origin), Starlette's error handling, `BodySizeLimit`, the routers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gatehouse.server.http import errors
 from gatehouse.server.http.client_address import ClientAddress
 from gatehouse.server.http.headers import SecurityHeaders
 from gatehouse.server.http.middleware import BodySizeLimit, QueryApiKey
+from gatehouse.server.http.request_context import RequestContext
 from gatehouse.server.http.routers import (
     admin,
     auth,
@@ -45,7 +47,7 @@ class GatehouseApp(FastAPI):
         self._front_settings = settings
 
     def build_middleware_stack(self) -> ASGIApp:
-        app = super().build_middleware_stack()
+        app: ASGIApp = RequestContext(super().build_middleware_stack())
         settings = self._front_settings
         if settings.api_key_in_query:
             app = QueryApiKey(app)
