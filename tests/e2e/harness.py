@@ -8,6 +8,7 @@ it answers, and always ends the whole process group afterwards, workers included
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -69,6 +70,19 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[str]:
+        """The log's complete lines (a line still being written is left out)."""
+        text = self.log()
+        return text[: text.rfind("\n") + 1].splitlines()
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The log as JSON objects, one per line (GATEHOUSE_LOG_FORMAT=json, the default)."""
+        return [json.loads(line) for line in self.log_lines() if line]
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """The access log's entries (logger `gatehouse.access`)."""
+        return [e for e in self.log_entries() if e.get("logger") == "gatehouse.access"]
 
     def descendants(self) -> list[int]:
         """Process ids below the server process (uvicorn workers and helpers)."""

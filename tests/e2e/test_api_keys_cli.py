@@ -82,6 +82,7 @@ def test_no_key_reaches_the_access_log_in_any_transport(deployment: Deployment) 
                 assert response.status_code == expected, response.request.url
                 assert candidate not in response.text
         log = server.log()
-    assert "GET /users/me?page=2 HTTP/1.1" in log
+        paths = [e["path"] for e in server.access_lines()]
+    assert "/users/me?page=2" in paths
     for secret in (key.rsplit("_", 1)[1], wrong.rsplit("_", 1)[1]):
         assert secret not in log

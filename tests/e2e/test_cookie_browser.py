@@ -55,7 +55,7 @@ LOGIN_AND_USE = """async ([username, password]) => {
   const change = (headers) => fetch("/users/me", {
     method: "PATCH",
     headers: {"Content-Type": "application/json", ...headers},
-    body: JSON.stringify({email: "alice@example.com"}),
+    body: JSON.stringify({email: "alice@example.com", current_password: password}),
   });
   const without = await change({});
   const withToken = await change({"X-CSRF-Token": session.csrf_token});

@@ -206,16 +206,21 @@ async def test_me_returns_the_callers_profile(client: httpx.AsyncClient) -> None
 
 
 async def test_patch_me_sets_and_clears_the_email(client: httpx.AsyncClient) -> None:
-    """PATCH sets an email, and `email: null` removes it; omitted fields stay."""
+    """PATCH sets an email, and `email: null` removes it (each with the current password);
+    omitted fields stay."""
     pair = await signup(client)
     set_response = await client.patch(
-        "/users/me", json={"email": "a@example.org"}, headers=bearer(pair)
+        "/users/me",
+        json={"email": "a@example.org", "current_password": PASSWORD},
+        headers=bearer(pair),
     )
     assert set_response.status_code == 200
     assert set_response.json()["email"] == "a@example.org"
     unchanged = await client.patch("/users/me", json={}, headers=bearer(pair))
     assert unchanged.json()["email"] == "a@example.org"
-    cleared = await client.patch("/users/me", json={"email": None}, headers=bearer(pair))
+    cleared = await client.patch(
+        "/users/me", json={"email": None, "current_password": PASSWORD}, headers=bearer(pair)
+    )
     assert cleared.json()["email"] is None
 
 

@@ -94,7 +94,7 @@ async def test_unsafe_requests_need_the_sessions_csrf_token(browser: httpx.Async
     await register(browser)
     other = await cookie_login(browser)
     mine = await cookie_login(browser)
-    patch = {"email": "alice@example.com"}
+    patch = {"email": "alice@example.com", "current_password": PASSWORD}
     missing = await browser.patch("/users/me", json=patch)
     foreign = await browser.patch("/users/me", json=patch, headers=csrf(other))
     for refused in (missing, foreign):

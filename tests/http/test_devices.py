@@ -3,8 +3,6 @@ tokens, heartbeats, suspension and revocation, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +16,7 @@ from gatehouse.server.storage.tables import device_components, devices
 from gatehouse.server.wiring import Services
 from tests.http.devices import components, create_license, fp, register_device, verify
 from tests.http.helpers import admin_pair, bearer, signup
+from tests.http.trail import events, stored_text, stored_types
 
 SOME_ID = "00000000-0000-4000-8000-000000000000"
 DEVICE_ROUTES = [
@@ -37,9 +36,10 @@ DEVICE_FIELDS = {
 }  # fmt: skip
 
 
-def audit_events(caplog: pytest.LogCaptureFixture, action: str) -> list[dict[str, Any]]:
-    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gatehouse.audit"]
-    return [e for e in events if e["action"] == action]
+def device_owner(pair: dict[str, Any]) -> str:
+    """The user id of a token pair (its access token's subject)."""
+    sub: str = jwt.decode(pair["access_token"], options={"verify_signature": False})["sub"]
+    return sub
 
 
 @pytest.mark.parametrize(("method", "path", "body"), DEVICE_ROUTES)
@@ -400,26 +400,29 @@ async def test_heartbeat_needs_a_device_token(
 
 
 async def test_registration_suspension_and_failed_verifications_are_recorded(
-    client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, services: Services
 ) -> None:
-    """Audit events (JSON lines on gatehouse.audit): who, what, the device, the outcome;
-    never the fingerprint."""
-    caplog.set_level(logging.INFO, logger="gatehouse.audit")
+    """Audit events (GET /admin/audit): who, what, the device, the outcome; the registry's
+    changes stored with them (no flush), the refusals soon after; never the fingerprint."""
     admin = await admin_pair(client, services)
     device = await register_device(client, admin, fp("m1"))
     await client.patch(
         f"/admin/devices/{device['id']}", json={"status": "suspended"}, headers=bearer(admin)
     )
+    assert {"device.registered", "device.suspended"} <= set(await stored_types(services))
     await verify(client, fp("m1"))
     await verify(client, fp("unknown"))
 
-    registered = audit_events(caplog, "device.registered")
-    assert registered[0]["actor"]["kind"] == "user"
-    assert registered[0]["target"] == f"device:{device['id']}"
-    assert audit_events(caplog, "device.suspended")[0]["outcome"] == "success"
-    failures = audit_events(caplog, "device.verify_failed")
-    assert [f["details"]["reason"] for f in failures] == ["device_suspended", "unknown_device"]
-    assert failures[1]["actor"] == {"kind": "anonymous", "id": None, "ip": "203.0.113.7"}
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert fp("m1") not in logged
-    assert fp("unknown") not in logged
+    (registered,) = await events(client, admin, services, type="device.registered")
+    assert registered["actor"] == {"kind": "user", "id": device_owner(admin)}
+    assert registered["subject"] == {"kind": "device", "id": device["id"]}
+    (suspended,) = await events(client, admin, type="device.suspended")
+    assert suspended["outcome"] == "success"
+    failures = await events(client, admin, type="device.verify_failed")
+    assert [f["detail"]["reason"] for f in failures] == ["unknown_device", "device_suspended"]
+    assert failures[0]["actor"] == {"kind": "anonymous", "id": None}
+    assert failures[0]["ip"] == "203.0.113.7"
+    assert failures[0]["outcome"] == "failure"
+    stored = await stored_text(services)
+    assert fp("m1") not in stored
+    assert fp("unknown") not in stored

@@ -5,8 +5,6 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +27,7 @@ from tests.http.devices import (
     verify,
 )
 from tests.http.helpers import admin_pair, bearer
+from tests.http.trail import events
 
 LICENSE_FIELDS = {
     "id", "product", "max_devices", "seats_used", "owner_id", "status", "features", "policy",
@@ -182,12 +181,11 @@ async def test_concurrent_activations_of_one_machine_take_one_seat(
 
 
 async def test_one_changed_component_still_verifies_where_the_policy_allows(
-    client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, services: Services
 ) -> None:
     """With match.min_components=2, a machine whose network card changed (2 of 3
     components match) verifies; its stored fingerprint becomes the new one, and the match
-    is recorded."""
-    caplog.set_level(logging.INFO, logger="gatehouse.audit")
+    is recorded (device.matched_tolerant, in the transaction that rebinds it)."""
     admin = await admin_pair(client, services)
     lic = await create_license(client, admin, policy={"match": {"min_components": 2}})
     parts = components("m1")
@@ -203,10 +201,11 @@ async def test_one_changed_component_still_verifies_where_the_policy_allows(
     # The new fingerprint now matches exactly; the old one no longer does.
     assert (await verify(client, fp("m1 with a new card"))).status_code == 200
     assert (await verify(client, fp("m1"))).status_code == 401
-    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gatehouse.audit"]
-    matches = [e for e in events if e["action"] == "device.tolerance_match"]
+    matches = await events(client, admin, type="device.matched_tolerant")
     assert len(matches) == 1
-    assert matches[0]["details"]["components_matched"] == 2
+    assert matches[0]["subject"] == {"kind": "device", "id": device_id}
+    assert matches[0]["detail"]["components_matched"] == 2
+    assert matches[0]["detail"]["components_presented"] == 3
 
 
 async def test_without_a_tolerance_policy_a_changed_machine_is_unknown(

@@ -95,7 +95,7 @@ async def test_tokens_signed_by_a_key_another_worker_rotated_in_are_accepted(
     await register(client)
     await other_worker.keys.rotate()
     other_app_pair = await other_worker.sessions.open(
-        await other_worker.accounts.authenticate("alice", "correct horse battery"),
+        await other_worker.accounts.authenticate("alice", "correct horse battery", ip=None),
         ClientInfo(),
     )
     response = await client.get("/users/me", headers=bearer(other_app_pair.access_token))

@@ -14,6 +14,12 @@ process memory when warm, see `sessions.cache`):
 A device token (a JWT with `kind: "device"`) names a machine, not a user: user routes refuse
 it, and the device routes take it through `authenticate_device`, which checks that the
 device is still registered and active.
+
+API keys and client credentials are secrets a caller could guess, so their checks go
+through the per-address limits (`limits.AbuseGuard.attempt`: a wrong one counts, an address
+past its limit is refused); a successful check costs no limit-store round trip in the common
+case (the guard's per-process memo). Access tokens are signed, so checking one never touches
+the limit store.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from gatehouse.server.apikeys.service import ApiKeyService
 from gatehouse.server.devices.models import DeviceRecord
 from gatehouse.server.devices.service import DeviceService
 from gatehouse.server.errors import GatehouseError, InvalidAccessTokenError
+from gatehouse.server.limits.guard import AbuseGuard
 from gatehouse.server.sessions.models import Principal
 from gatehouse.server.sessions.service import REFRESH_TOKEN_PREFIX, SessionService
 from gatehouse.verifier.jwt import AccessTokenClaims
@@ -37,16 +44,28 @@ class Authenticator:
     """Turns a presented credential into the Principal behind it."""
 
     def __init__(
-        self, *, sessions: SessionService, api_keys: ApiKeyService, devices: DeviceService
+        self,
+        *,
+        sessions: SessionService,
+        api_keys: ApiKeyService,
+        devices: DeviceService,
+        guard: AbuseGuard,
     ) -> None:
         self._sessions = sessions
         self._api_keys = api_keys
         self._devices = devices
+        self._guard = guard
 
-    async def authenticate(self, credential: str) -> Principal:
-        """Raises: InvalidAccessTokenError for any credential that names no live caller."""
+    async def authenticate(self, credential: str, *, ip: str | None) -> Principal:
+        """The caller behind an access token or an API key presented from address `ip`.
+
+        Raises:
+            InvalidAccessTokenError: the credential names no live caller.
+            RateLimitedError, LimitsUnavailableError: an API key from an address past its
+                limit, or while the limit store is down.
+        """
         if looks_like_key(credential):
-            return await self.authenticate_key(credential)
+            return await self.authenticate_key(credential, ip=ip)
         claims = await self._sessions.verify(credential)
         return await self.principal(claims)
 
@@ -61,16 +80,22 @@ class Authenticator:
             raise InvalidAccessTokenError("This request needs a device token.")
         return await self._devices.authenticate(await self._sessions.verify(token))
 
-    async def authenticate_key(self, key: str) -> Principal:
-        """Raises: InvalidAccessTokenError for a key that is malformed or not live."""
-        return _key_principal(*await self._api_keys.authenticate(key))
+    async def authenticate_key(self, key: str, *, ip: str | None) -> Principal:
+        """Raises: InvalidAccessTokenError for a key that is malformed or not live;
+        RateLimitedError, LimitsUnavailableError (see `authenticate`)."""
+        async with self._guard.attempt(ip):
+            return _key_principal(*await self._api_keys.authenticate(key))
 
-    async def authenticate_client(self, client_id: str, client_secret: str) -> Principal:
+    async def authenticate_client(
+        self, client_id: str, client_secret: str, *, ip: str | None
+    ) -> Principal:
         """The caller behind OAuth client credentials (an API key split in two).
 
-        Raises: InvalidClientError.
+        Raises: InvalidClientError; RateLimitedError, LimitsUnavailableError.
         """
-        return _key_principal(*await self._api_keys.authenticate_client(client_id, client_secret))
+        async with self._guard.attempt(ip):
+            found = await self._api_keys.authenticate_client(client_id, client_secret)
+        return _key_principal(*found)
 
     async def revoke(self, token: str) -> None:
         """RFC 7009: end what `token` stands for, if anything; never say which it was."""

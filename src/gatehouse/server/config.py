@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         description="redis:// or rediss:// URL: limits and lockouts shared by every worker "
         "and host. Default: kept in each process.",
     )
+    redis_key_prefix: str = Field(
+        default="gatehouse:",
+        min_length=1,
+        max_length=100,
+        description="Prefix of every Redis key, so several deployments can share one Redis.",
+    )
     hash_queue_max: int = Field(
         default=32,
         ge=1,

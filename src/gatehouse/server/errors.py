@@ -8,6 +8,7 @@ that is safe to show: it never contains a submitted value or a secret.
     │   ├── InvalidUsernameError     invalid_username
     │   ├── WeakPasswordError        weak_password
     │   ├── InvalidRoleError         invalid_role
+    │   ├── InvalidEmailError        invalid_email
     │   ├── InvalidScopeError        invalid_scope (RFC 6749 s5.2)
     │   └── UnsupportedGrantTypeError  unsupported_grant_type (RFC 6749 s5.2)
     ├── AuthenticationError          (401)
@@ -33,6 +34,8 @@ that is safe to show: it never contains a submitted value or a secret.
     ├── ConflictError                conflict
     │   ├── UsernameTakenError       username_taken
     │   ├── EmailTakenError          email_taken
+    │   ├── EmailMissingError        email_missing (no address to verify)
+    │   ├── EmailAlreadyVerifiedError  email_already_verified
     │   ├── DeviceExistsError        device_exists
     │   └── SelfLockoutError         self_lockout
     ├── RateLimitedError             rate_limited (429, Retry-After)
@@ -81,6 +84,11 @@ class WeakPasswordError(InvalidInputError):
 class InvalidRoleError(InvalidInputError):
     code = "invalid_role"
     default_message = "A role name is not allowed."
+
+
+class InvalidEmailError(InvalidInputError):
+    code = "invalid_email"
+    default_message = "The email address is not valid."
 
 
 class InvalidScopeError(InvalidInputError):
@@ -216,6 +224,16 @@ class SelfLockoutError(ConflictError):
 class EmailTakenError(ConflictError):
     code = "email_taken"
     default_message = "That email address belongs to another account."
+
+
+class EmailMissingError(ConflictError):
+    code = "email_missing"
+    default_message = "The account has no email address to verify."
+
+
+class EmailAlreadyVerifiedError(ConflictError):
+    code = "email_already_verified"
+    default_message = "The account's email address is verified already."
 
 
 class EmailUnverifiedError(PermissionDeniedError):

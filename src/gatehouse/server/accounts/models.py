@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 ADMIN_ROLE = "admin"
@@ -49,14 +50,21 @@ class NewUser:
     roles: frozenset[str]
     created_at: datetime
     is_service_account: bool = False
+    # The comparison form of `email` (accounts.emails.canonical_email); unique.
+    email_canonical: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UserChanges:
-    """Fields to change on a user; None leaves a field as it is."""
+    """Fields to change on a user; None leaves a field as it is.
+
+    A new `email` comes with its `email_canonical` (accounts.emails); storage clears
+    `email_verified` when the canonical address differs from the stored one.
+    """
 
     email: str | None = None
     clear_email: bool = False
+    email_canonical: str | None = None
     roles: frozenset[str] | None = None
     is_active: bool | None = None
 
@@ -65,3 +73,33 @@ class UserChanges:
 class UserPage:
     items: list[User]
     next_cursor: str | None
+
+
+TokenPurpose = Literal["reset", "verify"]
+RESET: Literal["reset"] = "reset"
+VERIFY: Literal["verify"] = "verify"
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccountToken:
+    """A single-use link's token as stored: its digest only, never the token."""
+
+    id: UUID
+    user_id: UUID
+    purpose: TokenPurpose
+    digest: bytes
+    # The canonical address a verification token proves (None for a reset token).
+    email: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountToken:
+    """A live token found by its digest, with its user."""
+
+    id: UUID
+    purpose: TokenPurpose
+    email: str | None
+    expires_at: datetime
+    user: User

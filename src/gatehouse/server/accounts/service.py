@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import uuid
+from typing import NoReturn, Protocol
 from uuid import UUID
 
-from gatehouse.server.accounts.models import NO_PASSWORD, USER_ROLE, NewUser, User, UserChanges
+from gatehouse.server import metrics
+from gatehouse.server.accounts.emails import canonical_email, fold_email
+from gatehouse.server.accounts.models import (
+    NO_PASSWORD,
+    USER_ROLE,
+    NewUser,
+    User,
+    UserChanges,
+    UserCredentials,
+)
 from gatehouse.server.accounts.names import canonical_username
 from gatehouse.server.accounts.passwords import (
+    HashSlot,
     PasswordHasher,
     check_new_password,
     normalise_password,
 )
 from gatehouse.server.accounts.repository import UserRepository
-from gatehouse.server.audit.models import AuditRecorder
+from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Subject
 from gatehouse.server.clock import Clock
 from gatehouse.server.errors import (
+    AccountLockedError,
+    EmailUnverifiedError,
+    GatehouseError,
     InvalidCredentialsError,
+    InvalidEmailError,
     InvalidUsernameError,
     NotFoundError,
+    OverloadedError,
+    RateLimitedError,
+    UnavailableError,
     WeakPasswordError,
 )
+from gatehouse.server.limits.guard import AbuseGuard
+
+
+class VerificationQueue(Protocol):
+    """What registration asks to mail a verification link (`RecoveryService`)."""
+
+    async def queue_verification(self, user: User) -> None: ...
 
 
 class AccountService:
@@ -33,11 +58,19 @@ class AccountService:
         hasher: PasswordHasher,
         audit: AuditRecorder,
         clock: Clock,
+        guard: AbuseGuard,
+        require_verified_email: bool = False,
+        verification: VerificationQueue | None = None,
     ) -> None:
+        """`verification`, when set (`GATEHOUSE_VERIFY_ON_REGISTER`), is asked to mail a
+        verification link for every account registered with an address."""
         self._users = users
         self._hasher = hasher
         self._audit = audit
         self._clock = clock
+        self._guard = guard
+        self._require_verified_email = require_verified_email
+        self._verification = verification
 
     async def register(
         self,
@@ -52,13 +85,33 @@ class AccountService:
         Raises:
             InvalidUsernameError: the username breaks the naming rules.
             WeakPasswordError: the password breaks the password policy.
+            InvalidEmailError: the address is not valid.
             UsernameTakenError: the canonical username exists (also under a race: the
                 unique index decides, so two registrations at once make one account).
+            EmailTakenError: another account has the address (compared case-insensitively;
+                the unique index decides races likewise).
         """
         display, canonical = canonical_username(username)
+        address = canonical_email(email) if email is not None else None
         normalised = check_new_password(password, username_canonical=canonical)
         password_hash = await self._hasher.hash(normalised)
-        return await self._add(display, canonical, email, password_hash, roles)
+        user_id = uuid.uuid4()
+        event = AuditEvent(
+            type="user.registered",
+            outcome="success",
+            actor=Actor.user(user_id),
+            subject=Subject("user", str(user_id)),
+            detail={"username": canonical},
+        )
+        with self._audit.staged(event):
+            user = await self._add(
+                display, canonical, address, password_hash, roles, user_id=user_id
+            )
+        if self._verification is not None and user.email is not None:
+            # After the account's own commit: should this insert fail, the account stands
+            # and its owner can ask for the mail (POST /auth/verify/request).
+            await self._verification.queue_verification(user)
+        return user
 
     async def create_service_account(self, username: str, *, roles: frozenset[str]) -> User:
         """A user without a password: it cannot log in, it only holds API keys.
@@ -72,18 +125,20 @@ class AccountService:
         self,
         display: str,
         canonical: str,
-        email: str | None,
+        address: tuple[str, str] | None,
         password_hash: str,
         roles: frozenset[str],
         *,
         service: bool = False,
+        user_id: UUID | None = None,
     ) -> User:
         return await self._users.add(
             NewUser(
-                id=uuid.uuid4(),
+                id=user_id or uuid.uuid4(),
                 username=display,
                 username_canonical=canonical,
-                email=email,
+                email=address[0] if address else None,
+                email_canonical=address[1] if address else None,
                 password_hash=password_hash,
                 roles=roles,
                 created_at=self._clock.now(),
@@ -91,42 +146,104 @@ class AccountService:
             )
         )
 
-    async def authenticate(self, username: str, password: str) -> User:
-        """Check a username and password and return the active user.
+    async def authenticate(self, username: str, password: str, *, ip: str | None) -> User:
+        """Check a username and password from the client address `ip`; return the user.
 
         Raises:
+            OverloadedError: every place in the hash queue is taken (before anything else).
+            RateLimitedError: the address used up its failed attempts.
+            AccountLockedError: the name is locked, right password or not, existing or not.
             InvalidCredentialsError: unknown user, wrong password or inactive user, alike.
+            EmailUnverifiedError: the password is right, verified addresses are required,
+                and this user's is not.
+            LimitsUnavailableError: the limit store cannot be reached (fail closed).
         """
-        # Step 1: names and passwords that cannot be valid still cost one hash, so that a
-        # malformed attempt is not faster than a wrong one.
+        try:
+            # Step 0: one place in the hash queue for the whole login, taken before any
+            # other work, so a flood is shed at once instead of queueing.
+            with self._hasher.reserve() as slot:
+                return await self._authenticate(username, password, ip, slot)
+        except GatehouseError as exc:
+            metrics.LOGINS.labels(outcome=_login_outcome(exc)).inc()
+            raise
+
+    async def _authenticate(
+        self, username: str, password: str, ip: str | None, slot: HashSlot
+    ) -> User:
+        # Step 1: the forms compared. A name or password that cannot be valid still costs
+        # one hash and counts as a failure, so a malformed attempt is neither faster than a
+        # wrong one nor free.
         try:
             _, canonical = canonical_username(username)
-            normalised = normalise_password(password)
-        except (InvalidUsernameError, WeakPasswordError):
-            await self._hasher.burn(password[:256])
-            raise InvalidCredentialsError from None
+        except InvalidUsernameError:
+            canonical = None
+        try:
+            normalised: str | None = normalise_password(password)
+        except WeakPasswordError:
+            normalised = None
 
-        # Step 2: an unknown user is checked against a dummy hash, for equal timing.
+        # Step 2: limits, before any hash or read. A locked name answers the same whether
+        # it exists or not, and whatever the password, so no hash is computed for either.
+        await self._guard.check_address(ip)
+        if canonical is not None:
+            await self._guard.check_account(canonical)
+
+        # Step 3: the verdict. Unknown users and service accounts (no password) are
+        # checked against a dummy hash, for equal timing; an inactive user fails only
+        # after the hash, with the same error.
+        if canonical is None or normalised is None:
+            await self._hasher.burn(password[:256], slot=slot)
+            return await self._fail(ip, canonical, "malformed")
         credentials = await self._users.find_credentials(canonical)
-        if credentials is None:
-            await self._hasher.burn(normalised)
-            raise InvalidCredentialsError
+        if credentials is None or credentials.password_hash == NO_PASSWORD:
+            await self._hasher.burn(normalised, slot=slot)
+            reason = "unknown_user" if credentials is None else "service_account"
+            return await self._fail(ip, canonical, reason)
+        matches, new_hash = await self._hasher.verify(
+            normalised, credentials.password_hash, slot=slot
+        )
+        if not matches:
+            return await self._fail(ip, canonical, "wrong_password")
+        user = credentials.user
+        if not user.is_active:
+            return await self._fail(ip, canonical, "inactive_user")
 
-        # Step 3: a service account has no password: it fails like an unknown user.
-        if credentials.password_hash == NO_PASSWORD:
-            await self._hasher.burn(normalised)
-            raise InvalidCredentialsError
-
-        # Step 4: verify; an inactive user fails only after the hash, with the same error.
-        matches, new_hash = await self._hasher.verify(normalised, credentials.password_hash)
-        if not matches or not credentials.user.is_active:
-            raise InvalidCredentialsError
+        # Step 4: the password is right. That clears the name's failures, unless a parallel
+        # attempt locked it meanwhile: then even the right password is refused (429).
+        await self._guard.account_succeeded(canonical)
 
         # Step 5: an outdated hash (bcrypt, older argon2 parameters) is upgraded now, while
         # the plain password is at hand.
         if new_hash is not None:
-            await self._users.set_password_hash(credentials.user.id, new_hash, self._clock.now())
-        return credentials.user
+            await self._users.set_password_hash(user.id, new_hash, self._clock.now())
+
+        # Step 6: the password was right (a success for the lockout), but logins may need
+        # a verified address.
+        subject = Subject("user", str(user.id))
+        if self._require_verified_email and user.email is not None and not user.email_verified:
+            self._audit.record(_login_event("login.failed", subject, "email_unverified"))
+            raise EmailUnverifiedError
+        self._audit.record(
+            AuditEvent(
+                type="login.succeeded",
+                outcome="success",
+                actor=Actor.user(user.id),
+                subject=subject,
+            )
+        )
+        metrics.LOGINS.labels(outcome="success").inc()
+        return user
+
+    async def _fail(self, ip: str | None, canonical: str | None, reason: str) -> NoReturn:
+        """Count and record a failed login, then raise the error it answers."""
+        subject = Subject("username", canonical) if canonical is not None else None
+        try:
+            locked = await self._guard.credential_failed(ip, canonical)
+        finally:
+            self._audit.record(_login_event("login.failed", subject, reason))
+        if locked:
+            self._audit.record(_login_event("account.locked", subject, reason))
+        raise InvalidCredentialsError
 
     async def find_by_username(self, username: str) -> User | None:
         """The user with this (canonicalised) name, or None.
@@ -146,19 +263,75 @@ class AccountService:
         return user
 
     async def update_profile(
-        self, user_id: UUID, *, email: str | None, clear_email: bool = False
+        self,
+        user_id: UUID,
+        *,
+        email: str | None,
+        clear_email: bool = False,
+        current_password: str | None = None,
     ) -> User:
         """Change the caller's own profile fields.
 
+        Changing the address (or removing it) needs the current password: a stolen
+        session must not be able to redirect the account's reset mails. A new address is
+        not verified; setting the same address again (compared canonically) keeps its
+        verification. A `current_password` that is sent is always checked, so a wrong one
+        is a failed attempt even when nothing would change.
+
         Raises:
+            InvalidEmailError: the new address is not valid.
+            InvalidCredentialsError: the address changes and the current password is
+                missing or wrong, or a wrong one was sent.
+            EmailTakenError: another account has the address.
             NotFoundError: the user no longer exists.
         """
-        user = await self._users.update(
-            user_id, UserChanges(email=email, clear_email=clear_email), self._clock.now()
-        )
-        if user is None:
+        address = canonical_email(email) if email is not None else None
+        credentials = await self._users.find_credentials_by_id(user_id)
+        if credentials is None:
             raise NotFoundError("No such user.")
-        return user
+        user = credentials.user
+        if address is None and not clear_email:
+            if current_password is not None:
+                await self._check_password(credentials, current_password)
+            return user
+        held = _comparable(user.email)
+        changes = address is None or address[1] != held
+        if changes and user.email is None and address is None:
+            return user  # removing an address there is none of
+        if changes or current_password is not None:
+            await self._check_password(credentials, current_password)
+        update = UserChanges(
+            email=address[0] if address else None,
+            email_canonical=address[1] if address else None,
+            clear_email=address is None,
+        )
+        event = AuditEvent(
+            type="email.changed",
+            outcome="success",
+            actor=Actor.user(user_id),
+            subject=Subject("user", str(user_id)),
+            detail={"removed": address is None},
+        )
+        if not changes:
+            updated = await self._users.update(user_id, update, self._clock.now())
+        else:
+            with self._audit.staged(event):
+                updated = await self._users.update(user_id, update, self._clock.now())
+        if updated is None:
+            raise NotFoundError("No such user.")
+        return updated
+
+    async def _check_password(self, credentials: UserCredentials, password: str | None) -> None:
+        """Raises: InvalidCredentialsError when `password` is missing or not the user's."""
+        if password is None or credentials.password_hash == NO_PASSWORD:
+            raise InvalidCredentialsError
+        try:
+            normalised = normalise_password(password)
+        except WeakPasswordError:
+            raise InvalidCredentialsError from None
+        matches, _ = await self._hasher.verify(normalised, credentials.password_hash)
+        if not matches:
+            raise InvalidCredentialsError
 
     async def change_password(
         self, user_id: UUID, current: str, new: str, *, keep_session: UUID | None
@@ -170,22 +343,58 @@ class AccountService:
             WeakPasswordError: the new password breaks the policy.
         """
         credentials = await self._users.find_credentials_by_id(user_id)
-        if credentials is None or credentials.password_hash == NO_PASSWORD:
+        if credentials is None:
             raise InvalidCredentialsError
-        try:
-            current_normalised = normalise_password(current)
-        except WeakPasswordError:
-            raise InvalidCredentialsError from None
-        matches, _ = await self._hasher.verify(current_normalised, credentials.password_hash)
-        if not matches:
-            raise InvalidCredentialsError
+        await self._check_password(credentials, current)
         normalised = check_new_password(new, username_canonical=credentials.user.username_canonical)
         new_hash = await self._hasher.hash(normalised)
-        # A changed password must lock out whoever else holds a session, in the same write.
-        await self._users.set_password_hash(
-            user_id,
-            new_hash,
-            self._clock.now(),
-            revoke_sessions=True,
-            revoke_sessions_except=keep_session,
+        event = AuditEvent(
+            type="password.changed",
+            outcome="success",
+            actor=Actor.user(user_id),
+            subject=Subject("user", str(user_id)),
         )
+        # A changed password must lock out whoever else holds a session, and end the live
+        # reset links, in the same write.
+        with self._audit.staged(event):
+            await self._users.set_password_hash(
+                user_id,
+                new_hash,
+                self._clock.now(),
+                revoke_sessions=True,
+                revoke_sessions_except=keep_session,
+            )
+
+
+def _login_event(kind: str, subject: Subject | None, reason: str) -> AuditEvent:
+    return AuditEvent(
+        type=kind,
+        outcome="failure",
+        actor=Actor.anonymous(),
+        subject=subject,
+        detail={"reason": reason},
+    )
+
+
+def _login_outcome(exc: GatehouseError) -> str:
+    """The `outcome` label of `gatehouse_logins_total` for a login that did not succeed."""
+    if isinstance(exc, AccountLockedError):
+        return "locked"
+    if isinstance(exc, RateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, UnavailableError):
+        return "overloaded" if isinstance(exc, OverloadedError) else "unavailable"
+    if isinstance(exc, EmailUnverifiedError):
+        return "email_unverified"
+    return "failure"
+
+
+def _comparable(email: str | None) -> str | None:
+    """The canonical form of a stored address (one stored before validation is folded as
+    it is), to tell whether a new address is another one."""
+    if email is None:
+        return None
+    try:
+        return canonical_email(email)[1]
+    except InvalidEmailError:
+        return fold_email(email)

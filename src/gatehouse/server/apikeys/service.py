@@ -29,6 +29,7 @@ from gatehouse.server.apikeys.models import (
     IssuedApiKey,
 )
 from gatehouse.server.apikeys.repository import ApiKeyRepository
+from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Outcome, Subject
 from gatehouse.server.clock import Clock
 from gatehouse.server.errors import (
     InvalidAccessTokenError,
@@ -50,6 +51,10 @@ _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _CACHE_PREFIX = "api-key:"
 
 
+class _NotRevoked(Exception):
+    """Raised inside a staged block to drop the event of a revocation that did not happen."""
+
+
 class ApiKeyService:
     """API keys of users and service accounts."""
 
@@ -60,9 +65,11 @@ class ApiKeyService:
         opaque: OpaqueTokens,
         cache: PrincipalCache,
         issuer: AccessTokenIssuer,
+        audit: AuditRecorder,
         clock: Clock,
     ) -> None:
         self._keys = keys
+        self._audit = audit
         self._issuer = issuer
         self._opaque = opaque
         self._cache = cache
@@ -77,11 +84,13 @@ class ApiKeyService:
         scopes: Iterable[str] | None,
         expires_at: datetime | None,
         by_admin: bool,
+        by: Actor | None = None,
     ) -> IssuedApiKey:
         """Create a key for `owner` and return it with its record (the key, this once).
 
         `scopes` are role names of the owner (None: all of them) plus `introspect`, which
         only an admin (`by_admin`: the caller is one, or the operator at the CLI) may add.
+        `by` is who creates it, for the audit trail (default: the owner).
 
         Raises:
             InvalidInputError: the name is empty, too long or has control characters, or
@@ -111,7 +120,20 @@ class ApiKeyService:
             # Checked to the second: sub-second parts would only confuse the comparison.
             expires_at=expires_at.astimezone(UTC).replace(microsecond=0) if expires_at else None,
         )
-        await self._keys.add(record, self._opaque.digest(key))
+        event = AuditEvent(
+            type="api_key.created",
+            outcome="success",
+            actor=by or _owner(owner.id),
+            subject=Subject("api_key", str(record.id)),
+            detail={
+                "owner_id": str(owner.id),
+                "client_id": record.client_id,
+                "scopes": " ".join(sorted(granted)),
+                "expires": record.expires_at is not None,
+            },
+        )
+        with self._audit.staged(event):
+            await self._keys.add(record, self._opaque.digest(key))
         return IssuedApiKey(record=record, key=key)
 
     async def list_own(self, owner_id: UUID) -> list[ApiKey]:
@@ -139,14 +161,18 @@ class ApiKeyService:
         )
         return ApiKeyPage(items=keys, next_cursor=next_cursor)
 
-    async def revoke(self, key_id: UUID, *, owner_id: UUID | None) -> None:
+    async def revoke(self, key_id: UUID, *, owner_id: UUID | None, by: Actor | None = None) -> None:
         """Revoke a key; it stops working at once here and within the revocation poll
         interval everywhere else (milliseconds on PostgreSQL).
+
+        `by` is who revokes it, for the audit trail (default: the owner `owner_id`, else
+        the server itself).
 
         Raises:
             NotFoundError: no unrevoked key with that id (belonging to `owner_id`).
         """
-        if not await self._keys.revoke(key_id, owner_id=owner_id, now=self._clock.now()):
+        actor = by or (_owner(owner_id) if owner_id is not None else Actor.system())
+        if not await self._revoke(key_id, owner_id, actor, via=None):
             raise NotFoundError("No such API key.")
 
     async def revoke_presented(self, key: str) -> None:
@@ -154,7 +180,27 @@ class ApiKeyService:
         that is not live is left alone, and nothing tells the difference."""
         found = await self._check(key)
         if found is not None:
-            await self._keys.revoke(found[0].id, owner_id=found[1].id, now=self._clock.now())
+            await self._revoke(found[0].id, found[1].id, _owner(found[1].id), via="oauth_revoke")
+
+    async def _revoke(
+        self, key_id: UUID, owner_id: UUID | None, actor: Actor, *, via: str | None
+    ) -> bool:
+        """Revoke with an `api_key.revoked` record in the same transaction; False, with
+        nothing recorded, when no such live key was there."""
+        event = AuditEvent(
+            type="api_key.revoked",
+            outcome="success",
+            actor=actor,
+            subject=Subject("api_key", str(key_id)),
+            detail={"via": via} if via else {},
+        )
+        try:
+            with self._audit.staged(event):
+                if not await self._keys.revoke(key_id, owner_id=owner_id, now=self._clock.now()):
+                    raise _NotRevoked
+        except _NotRevoked:
+            return False
+        return True
 
     async def authenticate(self, key: str) -> tuple[ApiKey, User]:
         """The live key and its active owner, for a key presented on a protected route.
@@ -187,11 +233,19 @@ class ApiKeyService:
             InvalidClientError: the credentials name no live key of an active owner.
             InvalidScopeError: `scope` asks for more than the key allows.
         """
-        record, owner = await self.authenticate_client(client_id, client_secret)
+        try:
+            record, owner = await self.authenticate_client(client_id, client_secret)
+        except InvalidClientError as exc:
+            # The client id the caller sent is not echoed: it could be a whole key pasted
+            # in the wrong field.
+            self._exchanged(None, "failure", reason=exc.code)
+            raise
         allowed = record.effective_scopes(owner)
         granted = allowed if scope is None else frozenset(scope.split())
         if not granted <= allowed:
+            self._exchanged(record, "failure", reason=InvalidScopeError.code)
             raise InvalidScopeError("The requested scope exceeds what the API key allows.")
+        self._exchanged(record, "success", scope=" ".join(sorted(granted)))
         token = await self._issuer.issue(
             subject=owner.id,
             session_id=None,
@@ -241,14 +295,39 @@ class ApiKeyService:
             return None
         return entry.payload
 
+    def _exchanged(self, record: ApiKey | None, outcome: Outcome, **detail: str) -> None:
+        self._audit.record(
+            AuditEvent(
+                type="client_credentials.issued",
+                outcome=outcome,
+                actor=_owner(record.owner_id) if record else Actor.anonymous(),
+                subject=Subject("api_key", str(record.id)) if record else None,
+                detail=detail,
+            )
+        )
+
     def _touch(self, key: ApiKey, now: datetime) -> None:
-        """Record the use in the background, at most once a minute per key."""
+        """Record the use in the background (its last-use time and an `api_key.used`
+        event), at most once a minute per key and process."""
         if self._usage.due(key.id, key.last_used_at, now):
             self._usage.write(self._keys.touch(key.id, now=now, not_since=now - TOUCH_INTERVAL))
+            self._audit.record(
+                AuditEvent(
+                    type="api_key.used",
+                    outcome="success",
+                    actor=_owner(key.owner_id),
+                    subject=Subject("api_key", str(key.id)),
+                    detail={"client_id": key.client_id},
+                )
+            )
 
     async def close(self) -> None:
         """Wait for the last-use writes in flight."""
         await self._usage.close()
+
+
+def _owner(owner_id: UUID) -> Actor:
+    return Actor.user(owner_id)
 
 
 def _granted_scopes(owner: User, scopes: Iterable[str] | None, *, by_admin: bool) -> frozenset[str]:

@@ -7,28 +7,30 @@ Two ways to record:
 
 - `with recorder.staged(event): await repository.write(...)`: for the event of a state
   change. The event is inserted by the next write transaction this task commits inside the
-  block, in that transaction, so the change and its record commit or roll back together.
-  If the block raises, the event is dropped (nothing changed); if it ends without a write
-  having taken the event, it is recorded as by `record`.
+  block that changes a row, in that transaction, so the change and its record commit or
+  roll back together. If the block raises, the event is dropped (nothing changed); if it
+  ends without a write having taken the event, it is recorded as by `record`. A service
+  whose write may turn out to change nothing (revoking what is already revoked) raises
+  inside the block when it does, so that nothing is recorded.
 - `recorder.record(event)`: everything else (failures, uses): queued in memory and written
   in batches within a second, never on the request's path.
 
 `ip`, `user_agent` and `request_id` are filled from the request being served
-(`server/context.py`) when the event leaves them unset; `at` from the recorder's clock.
+(`server/context.py`) when the event leaves them unset; `at` from the recorder's clock; and
+every string is cleaned (`audit/clean.py`). The README's "Audit trail" lists every type
+with what its actor, subject and detail are.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
+from uuid import UUID
 
 Outcome = Literal["success", "failure"]
-log = logging.getLogger("gatehouse.audit")
 Detail = Mapping[str, str | int | bool | None]
 
 # Every event type the server records (README: "Audit trail").
@@ -91,6 +93,10 @@ class Actor:
     ip: str | None = None
 
     @classmethod
+    def user(cls, user_id: UUID | str) -> Actor:
+        return cls(kind="user", id=str(user_id))
+
+    @classmethod
     def cli(cls) -> Actor:
         return cls(kind="cli")
 
@@ -125,21 +131,6 @@ class AuditEvent:
     user_agent: str | None = None
     request_id: str | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "type": self.type,
-            "outcome": self.outcome,
-            "time": self.at.isoformat() if self.at else None,
-            "actor": {"kind": self.actor.kind, "id": self.actor.id},
-            "subject": (
-                {"kind": self.subject.kind, "id": self.subject.id} if self.subject else None
-            ),
-            "ip": self.ip or self.actor.ip,
-            "user_agent": self.user_agent,
-            "request_id": self.request_id,
-            "detail": dict(self.detail),
-        }
-
 
 class AuditRecorder(Protocol):
     def record(self, event: AuditEvent) -> None:
@@ -149,32 +140,3 @@ class AuditRecorder(Protocol):
     def staged(self, *events: AuditEvent) -> AbstractContextManager[None]:
         """Write `events` in the transaction of the next write made inside the block."""
         ...
-
-
-class ListAuditRecorder:
-    """Keeps events in a list: for unit tests of services, and the CLI's dry runs."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    @contextmanager
-    def staged(self, *events: AuditEvent) -> Iterator[None]:
-        yield
-        self.events.extend(events)
-
-
-class LogAuditRecorder:
-    """Each event as one JSON line on the `gatehouse.audit` logger (level INFO)."""
-
-    def record(self, event: AuditEvent) -> None:
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s", json.dumps(event.as_dict(), separators=(",", ":")))
-
-    @contextmanager
-    def staged(self, *events: AuditEvent) -> Iterator[None]:
-        yield
-        for event in events:
-            self.record(event)

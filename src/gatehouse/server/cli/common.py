@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from gatehouse.server.accounts.models import User
 from gatehouse.server.config import Settings
 from gatehouse.server.errors import GatehouseError, InvalidUsernameError
+from gatehouse.server.mail.templates import MailTemplateError
 from gatehouse.server.storage import migrate
 from gatehouse.server.tokens.service import KeyDecryptionError
 from gatehouse.server.wiring import Services, build_services
@@ -81,7 +82,7 @@ def _run(work: Callable[[Services], Awaitable[T]], *, check_schema: bool = True)
 
     try:
         return asyncio.run(main())
-    except KeyDecryptionError as exc:
+    except (KeyDecryptionError, MailTemplateError) as exc:
         _fail(str(exc), code=2)
     except GatehouseError as exc:
         _fail(exc.message)

@@ -8,16 +8,23 @@ creates and shows once: an API key (`api-keys create`) or a license key (`licens
 
 from __future__ import annotations
 
-import copy
+import logging.config
+import os
+import shutil
 import sys
+import tempfile
 import uuid
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 import uvicorn
 
 from gatehouse.server.accounts.models import ADMIN_ROLE, USER_ROLE, User, UserChanges
 from gatehouse.server.apikeys.models import ApiKey
+from gatehouse.server.audit.models import Actor
+from gatehouse.server.cli.audit import audit_app
 from gatehouse.server.cli.common import (
     _ensure_schema,
     _every_page,
@@ -29,6 +36,8 @@ from gatehouse.server.cli.common import (
 from gatehouse.server.cli.devices import devices_app
 from gatehouse.server.cli.licenses import licenses_app
 from gatehouse.server.errors import NotFoundError
+from gatehouse.server.logs import LogFormat, logging_config
+from gatehouse.server.metrics import MULTIPROCESS_DIR_ENV
 from gatehouse.server.storage import migrate
 from gatehouse.server.tokens.service import is_retired
 from gatehouse.server.wiring import Services
@@ -44,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(devices_app, name="devices")
 app.add_typer(licenses_app, name="licenses")
+app.add_typer(audit_app, name="audit")
 
 
 async def _prepare(services: Services, *, migrate_schema: bool) -> None:
@@ -69,8 +79,16 @@ def serve(
 ) -> None:
     """Run the server (migrating the embedded SQLite database and creating keys first)."""
     settings = load_settings()
+    # From here on every line is in the configured format, the preparation's included.
+    # (dictConfig consumes parts of its argument: uvicorn gets a config of its own.)
+    logging.config.dictConfig(logging_config(settings.log_format, access_log=access_log))
     do_migrate = settings.is_sqlite if migrate_schema is None else migrate_schema
     _run(lambda services: _prepare(services, migrate_schema=do_migrate), check_schema=False)
+    with _multiprocess_metrics(workers):
+        _serve(host, port, workers, settings.log_format, access_log=access_log)
+
+
+def _serve(host: str, port: int, workers: int, log_format: LogFormat, *, access_log: bool) -> None:
     uvicorn.run(
         "gatehouse.server.http.app:create_app",
         factory=True,
@@ -78,8 +96,10 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
-        log_config=_log_config(),
-        access_log=access_log,
+        # Applied by uvicorn in this process and in every worker. The access log is ours
+        # (http/access_log.py: route template, request id, redacted query), not uvicorn's.
+        log_config=logging_config(log_format, access_log=access_log),
+        access_log=False,
         server_header=False,
         # Upgrade offers (h2c from every JDK client) are served as plain HTTP/1.1: see
         # http/protocol.py. Gatehouse serves no WebSocket, so no upgrade is ever accepted.
@@ -91,24 +111,25 @@ def serve(
     )
 
 
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus Gatehouse's own loggers at INFO: `gatehouse` (background
-    work, warnings) as uvicorn formats its lines, and `gatehouse.audit` as bare JSON lines
-    (one audit event each) on stderr, for a log shipper to pick up."""
-    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["formatters"]["audit"] = {"format": "%(message)s"}
-    config["handlers"]["audit"] = {
-        "formatter": "audit",
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stderr",
-    }
-    config["loggers"]["gatehouse"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config["loggers"]["gatehouse.audit"] = {
-        "handlers": ["audit"],
-        "level": "INFO",
-        "propagate": False,
-    }
-    return config
+@contextmanager
+def _multiprocess_metrics(workers: int) -> Iterator[None]:
+    """With several workers: a fresh private directory for prometheus_client's per-process
+    files, named in PROMETHEUS_MULTIPROC_DIR before uvicorn spawns the workers (which
+    inherit it and so import prometheus_client in multiprocess mode), removed at exit.
+
+    One worker keeps the default in-process registry. A directory the operator named in
+    PROMETHEUS_MULTIPROC_DIR is used as it is and left in place.
+    """
+    if workers == 1 or os.environ.get(MULTIPROCESS_DIR_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="gatehouse-metrics-")  # mode 0700
+    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @db_app.command("upgrade")
@@ -269,7 +290,7 @@ def api_keys_create(
     async def work(services: Services) -> tuple[str, str]:
         owner = await _user_named(services, username)
         issued = await services.api_keys.issue(
-            owner, name=name, scopes=scope, expires_at=expires, by_admin=True
+            owner, name=name, scopes=scope, expires_at=expires, by_admin=True, by=Actor.cli()
         )
         record = issued.record
         scopes = ",".join(sorted(record.scopes)) or "-"
@@ -315,7 +336,7 @@ def api_keys_revoke(key_id: str) -> None:
             parsed = uuid.UUID(key_id)
         except ValueError:
             raise NotFoundError("No such API key.") from None
-        await services.api_keys.revoke(parsed, owner_id=None)
+        await services.api_keys.revoke(parsed, owner_id=None, by=Actor.cli())
         return f"revoked API key {parsed}"
 
     typer.echo(_run(work))

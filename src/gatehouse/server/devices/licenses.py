@@ -1,6 +1,8 @@
 """License use cases (admins): create, list, change and delete licenses.
 
-A license key is shown once, at creation; storage keeps only its HMAC digest. Any change to
+A license key is shown once, at creation; storage keeps only its HMAC digest. Each change
+is recorded in the audit trail in its own transaction (`license.created`, `.updated`,
+`.deleted`). Any change to
 a license (suspended, shortened, fewer seats, another policy) reaches its devices at once:
 the repository records an invalidation for the license's id, which evicts every cached
 device answer that depended on it.
@@ -82,8 +84,11 @@ class LicenseService:
             created_at=now,
             updated_at=now,
         )
-        await self._licenses.add(record, digest)
-        self._record("license.created", by, record.id, now)
+        event = self._event(
+            "license.created", by, record.id, product=product, max_devices=max_devices
+        )
+        with self._audit.staged(event):
+            await self._licenses.add(record, digest)
         return IssuedLicense(record=record, license_key=key)
 
     async def get(self, license_id: UUID) -> License:
@@ -109,18 +114,22 @@ class LicenseService:
             _checked_expiry(changes.expires_at)
         now = self._clock.now()
         before = await self.get(license_id)
-        updated = await self._licenses.update(license_id, changes, now=now)
-        if updated is None:
-            raise NotFoundError("No such license.")
+        detail: dict[str, str | int | bool | None] = {}
         if changes.status is not None and changes.status is not before.status:
-            action = (
-                "license.suspended"
-                if changes.status is LicenseStatus.SUSPENDED
-                else "license.reinstated"
-            )
-            self._record(action, by, license_id, now)
-        else:
-            self._record("license.updated", by, license_id, now)
+            # Suspension and reinstatement are `license.updated` with the new status.
+            detail["status"] = changes.status.value
+        if changes.max_devices is not None and changes.max_devices != before.max_devices:
+            detail["max_devices"] = changes.max_devices
+        if changes.expires_at is not None or changes.clear_expires_at:
+            detail["expiry_changed"] = True
+        if changes.features is not None:
+            detail["features_changed"] = True
+        if changes.policy is not None:
+            detail["policy_changed"] = True
+        with self._audit.staged(self._event("license.updated", by, license_id, **detail)):
+            updated = await self._licenses.update(license_id, changes, now=now)
+            if updated is None:
+                raise NotFoundError("No such license.")
         return updated
 
     async def delete(self, license_id: UUID, *, by: Actor) -> None:
@@ -128,20 +137,19 @@ class LicenseService:
 
         Raises: NotFoundError.
         """
-        now = self._clock.now()
-        if not await self._licenses.delete(license_id, now=now):
-            raise NotFoundError("No such license.")
-        self._record("license.deleted", by, license_id, now)
+        with self._audit.staged(self._event("license.deleted", by, license_id)):
+            if not await self._licenses.delete(license_id, now=self._clock.now()):
+                raise NotFoundError("No such license.")
 
-    def _record(self, action: str, by: Actor, license_id: UUID, now: datetime) -> None:
-        self._audit.record(
-            AuditEvent(
-                type=action,
-                outcome="success",
-                actor=by,
-                at=now,
-                subject=Subject("license", str(license_id)),
-            )
+    def _event(
+        self, action: str, by: Actor, license_id: UUID, **detail: str | int | bool | None
+    ) -> AuditEvent:
+        return AuditEvent(
+            type=action,
+            outcome="success",
+            actor=by,
+            subject=Subject("license", str(license_id)),
+            detail=detail,
         )
 
 

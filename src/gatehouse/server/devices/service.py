@@ -1,6 +1,9 @@
 """Device use cases: register, verify at start, activate against a license, heartbeat,
 deactivate, cull, and the check of a device token.
 
+Every state change is recorded in the audit trail in its own transaction (`staged`);
+refusals and failures are recorded after the fact (`record`).
+
 The fingerprint is the device's credential. It is digested (HMAC-SHA256 under a pepper
 derived from the server secret) before any lookup, for unknown and known devices alike,
 and only digests are stored. Components are digested with their names, so tolerance
@@ -19,6 +22,7 @@ import hmac
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 from uuid import UUID
@@ -37,7 +41,12 @@ from gatehouse.server.devices.models import (
     Presented,
     Verified,
 )
-from gatehouse.server.devices.repository import DeviceRepository, DeviceRow, LicenseRepository
+from gatehouse.server.devices.repository import (
+    Activation,
+    DeviceRepository,
+    DeviceRow,
+    LicenseRepository,
+)
 from gatehouse.server.errors import (
     DeviceExistsError,
     FingerprintMismatchError,
@@ -66,6 +75,10 @@ _BY_FINGERPRINT = "device-fp:"
 _BY_ID = "device:"
 # A tolerance match must be unambiguous: at most this many candidates are weighed.
 _MAX_CANDIDATES = 5
+
+
+class _Unchanged(Exception):
+    """Raised inside a staged block to drop the event of a change that did not happen."""
 
 
 def check_fingerprint(fingerprint: str, components: Mapping[str, str]) -> None:
@@ -181,9 +194,12 @@ class DeviceService:
         if taken:
             first = min(seen[digest] for digest in taken)
             raise DeviceExistsError(f"Line {first}: this fingerprint is registered already.")
-        await self._devices.add(prepared, now=now)
-        for row in prepared:
-            self._record("device.registered", by, row.device, license_id=row.device.license_id)
+        events = [
+            self._event("device.registered", by, row.device, license_id=row.device.license_id)
+            for row in prepared
+        ]
+        with self._audit.staged(*events):
+            await self._devices.add(prepared, now=now)
         return [row.device for row in prepared]
 
     async def get(self, device_id: UUID) -> Device:
@@ -213,26 +229,32 @@ class DeviceService:
         if label is not None:
             check_label(label)
         before = await self.get(device_id)
-        device = await self._devices.update(
-            device_id, label=label, status=status, now=self._clock.now()
-        )
-        if device is None:
-            raise NotFoundError("No such device.")
+        events = []
         if status is not None and status is not before.status:
             action = {
                 DeviceStatus.ACTIVE: "device.reinstated",
                 DeviceStatus.SUSPENDED: "device.suspended",
                 DeviceStatus.REVOKED: "device.revoked",
             }[status]
-            self._record(action, by, device, license_id=device.license_id)
+            events.append(self._event(action, by, before, license_id=before.license_id))
+        if label is not None and label != before.label:
+            events.append(self._event("device.updated", by, before, license_id=before.license_id))
+        with self._audit.staged(*events):
+            device = await self._devices.update(
+                device_id, label=label, status=status, now=self._clock.now()
+            )
+            if device is None:
+                raise NotFoundError("No such device.")
         return device
 
     async def delete(self, device_id: UUID, *, by: Actor) -> None:
         """Raises: NotFoundError."""
         device = await self.get(device_id)
-        if not await self._devices.delete(device_id, now=self._clock.now()):
-            raise NotFoundError("No such device.")
-        self._record("device.deleted", by, device, license_id=device.license_id)
+        with self._audit.staged(
+            self._event("device.deleted", by, device, license_id=device.license_id)
+        ):
+            if not await self._devices.delete(device_id, now=self._clock.now()):
+                raise NotFoundError("No such device.")
 
     # -- machines ---------------------------------------------------------------------------
 
@@ -305,24 +327,46 @@ class DeviceService:
         match_id = matched.device.id if matched is not None else None
         try:
             try:
-                outcome = await self._devices.activate(found.id, row, match_id=match_id, now=now)
+                outcome = await self._bind(found, row, match_id, now, by)
             except DeviceExistsError:
                 # A concurrent activation of this machine inserted it first: bind that one.
-                outcome = await self._devices.activate(found.id, row, match_id=None, now=now)
+                outcome = await self._bind(found, row, None, now, by)
         except GatehouseError as exc:
             self._fail("device.activate_failed", by, None, exc, license_id=found.id)
         record = outcome.record
         if matched is not None:
             record = await self._rebind(record, presented, by)
-        self._record(
+        return await self._grant(record, presented.fingerprint, now)
+
+    async def _bind(
+        self, found: License, row: DeviceRow, match_id: UUID | None, now: datetime, by: Actor
+    ) -> Activation:
+        """Activate with its `device.activated` record in the same transaction.
+
+        The record names the device before the write decides, so the device is looked up
+        first: the tolerance match, else the machine registered by its fingerprint, else
+        the new row. (Should another activation insert this machine meanwhile, the write
+        raises DeviceExistsError, the record is dropped, and the caller binds again.) An
+        activation of a machine already on the license changes nothing and is recorded
+        within a second instead.
+        """
+        if match_id is not None:  # a tolerance match is on this license already
+            device, created, seat_taken = replace(row.device, id=match_id), False, False
+        elif known := await self._devices.find_by_fingerprint(row.fingerprint_digest):
+            device, created = known.device, False
+            seat_taken = known.device.license_id != found.id
+        else:
+            device, created, seat_taken = row.device, True, True
+        event = self._event(
             "device.activated",
             by,
-            record.device,
+            device,
             license_id=found.id,
-            created=outcome.created,
-            seat_taken=outcome.seat_taken,
+            created=created,
+            seat_taken=seat_taken,
         )
-        return await self._grant(record, presented.fingerprint, now)
+        with self._audit.staged(event):
+            return await self._devices.activate(found.id, row, match_id=match_id, now=now)
 
     async def deactivate_presented(self, license_key: str, fingerprint: str, *, by: Actor) -> None:
         """Free the seat this machine holds on the license of `license_key`.
@@ -443,17 +487,20 @@ class DeviceService:
     async def _rebind(self, record: DeviceRecord, presented: Presented, by: Actor) -> DeviceRecord:
         """Store the new fingerprint of a tolerance-matched machine and record the match."""
         now = self._clock.now()
-        if not await self._devices.rebind(record.device.id, presented, now=now):
-            self._fail("device.verify_failed", by, record.device, UnknownDeviceError())
-        matched = _matching(record, presented)
-        self._record(
+        event = self._event(
             "device.matched_tolerant",
             by,
             record.device,
             license_id=record.device.license_id,
-            components_matched=matched,
+            components_matched=_matching(record, presented),
             components_presented=len(presented.components),
         )
+        try:
+            with self._audit.staged(event):
+                if not await self._devices.rebind(record.device.id, presented, now=now):
+                    raise _Unchanged
+        except _Unchanged:
+            self._fail("device.verify_failed", by, record.device, UnknownDeviceError())
         return DeviceRecord(
             device=record.device,
             license=record.license,
@@ -515,28 +562,33 @@ class DeviceService:
         return await self._licenses.find_by_key(digest)
 
     async def _release(self, device: Device, license_id: UUID, by: Actor, action: str) -> int:
-        if not await self._devices.release(device.id, license_id=license_id, now=self._clock.now()):
+        """Free the device's seat with its record in the same transaction; 0 (nothing
+        recorded) when it held none on that license by then."""
+        event = self._event(action, by, device, license_id=license_id, removed=device.activated)
+        try:
+            with self._audit.staged(event):
+                if not await self._devices.release(
+                    device.id, license_id=license_id, now=self._clock.now()
+                ):
+                    raise _Unchanged
+        except _Unchanged:
             return 0
-        self._record(action, by, device, license_id=license_id, removed=device.activated)
         return 1
 
-    def _record(
+    def _event(
         self,
         action: str,
         by: Actor,
         device: Device | None,
         outcome: Outcome = "success",
         **details: str | int | bool | UUID | None,
-    ) -> None:
-        self._audit.record(
-            AuditEvent(
-                type=action,
-                outcome=outcome,
-                actor=by,
-                at=self._clock.now(),
-                subject=Subject("device", str(device.id)) if device is not None else None,
-                detail={k: str(v) if isinstance(v, UUID) else v for k, v in details.items()},
-            )
+    ) -> AuditEvent:
+        return AuditEvent(
+            type=action,
+            outcome=outcome,
+            actor=by,
+            subject=Subject("device", str(device.id)) if device is not None else None,
+            detail={k: str(v) if isinstance(v, UUID) else v for k, v in details.items()},
         )
 
     def _fail(
@@ -548,7 +600,7 @@ class DeviceService:
         **details: str | int | bool | UUID | None,
     ) -> NoReturn:
         """Record a refusal and raise it."""
-        self._record(action, by, device, "failure", reason=error.code, **details)
+        self._audit.record(self._event(action, by, device, "failure", reason=error.code, **details))
         raise error
 
 

@@ -6,7 +6,8 @@ Settings and services unless given them, which is how tests inject theirs.
 The front door, outermost first: `SecurityHeaders` (every response, a 500 included, so it
 sits outside Starlette's error middleware), `ClientAddress` (only when proxies are
 trusted), `QueryApiKey` (only when keys may come in the query), `RequestContext` (the
-request id and origin), Starlette's error handling, `BodySizeLimit`, the routers.
+request id and origin), `AccessLog` (the access log line and the HTTP metrics, 500s
+included), Starlette's error handling, `BodySizeLimit`, the routers.
 """
 
 from __future__ import annotations
@@ -21,18 +22,23 @@ from starlette.types import ASGIApp
 import gatehouse
 from gatehouse.server.config import Settings
 from gatehouse.server.http import errors
+from gatehouse.server.http.access_log import AccessLog
 from gatehouse.server.http.client_address import ClientAddress
 from gatehouse.server.http.headers import SecurityHeaders
 from gatehouse.server.http.middleware import BodySizeLimit, QueryApiKey
 from gatehouse.server.http.request_context import RequestContext
 from gatehouse.server.http.routers import (
     admin,
+    audit,
     auth,
     devices,
     docs,
     health,
     licensing,
+    metrics,
     oauth,
+    pages,
+    recovery,
     users,
     wellknown,
 )
@@ -47,7 +53,7 @@ class GatehouseApp(FastAPI):
         self._front_settings = settings
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = RequestContext(super().build_middleware_stack())
+        app: ASGIApp = RequestContext(AccessLog(super().build_middleware_stack()))
         settings = self._front_settings
         if settings.api_key_in_query:
             app = QueryApiKey(app)
@@ -84,9 +90,23 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     errors.install(app)
     # Routers are matched in this order, each route by a regex: the hottest come first
     # (machines checking in, token checks and logins), administration last.
-    for module in (devices, users, auth, oauth, wellknown, health, admin, licensing):
+    for module in (
+        devices,
+        users,
+        auth,
+        oauth,
+        wellknown,
+        health,
+        recovery,
+        pages,
+        admin,
+        licensing,
+        audit,
+    ):
         app.include_router(module.router)
     if settings.docs_enabled:
         app.include_router(docs.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -26,6 +26,7 @@ from gatehouse.server.http.browser import (
     check_unsafe_origin,
     session_cookie_name,
 )
+from gatehouse.server.http.denials import note_caller
 from gatehouse.server.http.middleware import API_KEY_SCOPE
 from gatehouse.server.sessions.models import ClientInfo, Principal
 from gatehouse.server.wiring import Services
@@ -76,17 +77,17 @@ async def current_principal(
     services: Services = request.app.state.services
     settings = services.settings
     if token:
-        return await services.authenticator.authenticate(token)
+        return await services.authenticator.authenticate(token, ip=client_ip(request))
     api_key = request.headers.get("x-api-key")
     if not api_key and settings.api_key_in_query:
         api_key = request.scope.get(API_KEY_SCOPE)
     if api_key:
-        return await services.authenticator.authenticate_key(str(api_key))
+        return await services.authenticator.authenticate_key(str(api_key), ip=client_ip(request))
     if settings.api_key_in_cookie and (api_key := request.cookies.get(API_KEY_COOKIE)):
         # A cookie rides along on requests a foreign page makes: unsafe ones must come
         # from our own origin (there is no CSRF token for keys).
         check_unsafe_origin(request, settings)
-        return await services.authenticator.authenticate_key(api_key)
+        return await services.authenticator.authenticate_key(api_key, ip=client_ip(request))
     cookie = request.cookies.get(session_cookie_name(settings))
     if cookie:
         principal = await services.sessions.authenticate_cookie(cookie)
@@ -109,10 +110,12 @@ async def session_principal(principal: CurrentPrincipal) -> Principal:
 SessionPrincipal = Annotated[Principal, Depends(session_principal)]
 
 
-async def admin_principal(principal: CurrentPrincipal) -> Principal:
+async def admin_principal(request: Request, principal: CurrentPrincipal) -> Principal:
     """Raises: PermissionDeniedError when the caller may not act as an admin (a non-admin,
-    or an admin's API key without the `admin` scope)."""
+    or an admin's API key without the `admin` scope); the audit trail records it with the
+    caller as actor (`http/denials.py`)."""
     if not principal.is_admin:
+        note_caller(request, principal)
         raise PermissionDeniedError
     return principal
 
@@ -144,6 +147,12 @@ async def current_device(
 
 
 CurrentDevice = Annotated[DeviceRecord, Depends(current_device)]
+
+
+def client_ip(request: Request) -> str | None:
+    """The client's address, as `http/client_address.py` decided it (the peer, unless the
+    peer is a trusted proxy): the one value limits, sessions and the audit trail read."""
+    return request.client.host if request.client else None
 
 
 def anonymous(request: Request) -> Actor:

@@ -31,12 +31,14 @@ from gatehouse.server.errors import (
     InvalidInputError,
     InvalidScopeError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RateLimitedError,
     StorageUnavailableError,
     UnavailableError,
     UnsupportedGrantTypeError,
 )
+from gatehouse.server.http.denials import record_denial
 
 log = logging.getLogger("gatehouse.http")
 
@@ -144,6 +146,11 @@ async def handle_gatehouse_error(request: Request, exc: Exception) -> JSONRespon
     if isinstance(exc, StorageUnavailableError):
         log.warning("storage unavailable: %s", type(exc.__cause__).__name__)
     retry_after = _retry_after(exc)
+    # A shed login closes its connection: a flooding client must reconnect before it can
+    # send the next one, so the refusals cannot keep the event loop busy (bench/flood).
+    close = isinstance(exc, OverloadedError)
+    # 401s and 403s of admin routes and of introspection go into the audit trail.
+    record_denial(request, oauth_status if is_oauth(request) else status, exc.code)
     if is_oauth(request):
         challenge = BASIC_REALM if isinstance(exc, InvalidClientError) else REALM
         response = oauth_error(
@@ -151,6 +158,8 @@ async def handle_gatehouse_error(request: Request, exc: Exception) -> JSONRespon
         )
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
+        if close:
+            response.headers["Connection"] = "close"
         return response
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidInputError) and exc.field:
@@ -158,6 +167,8 @@ async def handle_gatehouse_error(request: Request, exc: Exception) -> JSONRespon
     headers = _challenge(exc, status)
     if retry_after is not None:
         headers = {"Retry-After": retry_after}
+        if close:
+            headers["Connection"] = "close"
     return problem(status, exc.code, exc.message, headers=headers, **extra)
 
 

@@ -43,11 +43,13 @@ class ChangePasswordRequest(BaseModel):
 
 
 class UpdateMeRequest(BaseModel):
-    """Fields to change; send `email: null` to remove the address."""
+    """Fields to change; send `email: null` to remove the address. Changing or removing
+    the address needs `current_password`."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr | None = None
+    current_password: Password | None = None
 
 
 class AdminCreateUserRequest(BaseModel):
@@ -94,6 +96,7 @@ class UserOut(BaseModel):
     service_account: bool
     created_at: datetime
     updated_at: datetime
+    email_verified: bool
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -101,6 +104,7 @@ class UserOut(BaseModel):
             id=user.id,
             username=user.username,
             email=user.email,
+            email_verified=user.email_verified,
             roles=sorted(user.roles),
             is_active=user.is_active,
             service_account=user.is_service_account,
@@ -232,3 +236,29 @@ class IssuedApiKeyOut(ApiKeyOut):
 class ApiKeyPageOut(BaseModel):
     items: list[ApiKeyOut]
     next_cursor: str | None
+
+
+# A reset or verification token as mailed. Any non-empty string is let through to answer
+# 400 (invalid_reset_token / invalid_verification_token): only a missing or empty token is
+# 422. The body size limit bounds its length.
+AccountTokenText = Annotated[str, StringConstraints(min_length=1)]
+
+
+class ForgotPasswordRequest(BaseModel):
+    email: EmailStr
+
+
+class ResetPasswordRequest(BaseModel):
+    token: AccountTokenText
+    new_password: Password
+
+
+class VerifyEmailRequest(BaseModel):
+    token: AccountTokenText
+
+
+class AcceptedOut(BaseModel):
+    """A request taken on, to be worked off in the background (a mail to send)."""
+
+    status: str = "accepted"
+    detail: str

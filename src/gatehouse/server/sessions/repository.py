@@ -61,6 +61,11 @@ class SessionRepository(Protocol):
 
     async def list_active(self, user_id: UUID, *, now: datetime) -> list[Session]: ...
 
+    async def count_active(self, *, now: datetime) -> int:
+        """How many sessions of all users are live at `now`: unrevoked, within both
+        expiries (the `gatehouse_active_sessions` gauge)."""
+        ...
+
     async def delete_ended(self, before: datetime, *, limit: int) -> int:
         """Delete up to `limit` rows of sessions that ended (revoked, or past their refresh
         expiry) before `before`: their refresh-token history first, then the sessions.

@@ -12,10 +12,12 @@ import base64
 import hashlib
 import hmac
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NoReturn
 from uuid import UUID
 
 from gatehouse.server.accounts.models import User
+from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Outcome, Subject
 from gatehouse.server.clock import Clock
 from gatehouse.server.errors import (
     InvalidAccessTokenError,
@@ -51,6 +53,10 @@ _PRUNE_BATCH = 500
 _MAX_REFRESH_TOKEN_LENGTH = 128
 
 
+class _NotRevoked(Exception):
+    """Raised inside a staged block to drop the event of a revocation that did not happen."""
+
+
 class SessionService:
     """Sessions and the tokens that stand for them."""
 
@@ -64,6 +70,7 @@ class SessionService:
         opaque: OpaqueTokens,
         csrf_key: bytes,
         cache: PrincipalCache,
+        audit: AuditRecorder,
         clock: Clock,
         idle_ttl_seconds: float,
         absolute_ttl_seconds: float,
@@ -77,6 +84,7 @@ class SessionService:
         self._csrf_key = csrf_key
         self._usage = UsageRecorder(_COOKIE_TOUCH_INTERVAL)
         self._cache = cache
+        self._audit = audit
         self._clock = clock
         self._idle = idle_ttl_seconds
         self._absolute = absolute_ttl_seconds
@@ -164,19 +172,17 @@ class SessionService:
                 Reuse also revokes the whole session.
         """
         if not refresh_token or len(refresh_token) > _MAX_REFRESH_TOKEN_LENGTH:
-            raise InvalidGrantError
+            self._refresh_failed(None, "unknown_token")
         old_digest = self._opaque.digest(refresh_token)
         found = await self._sessions.find_by_refresh(old_digest)
         now = self._clock.now()
         if found is None:
-            raise InvalidGrantError
+            self._refresh_failed(None, "unknown_token")
         session = found.session
         if not found.current:
             # RFC 9700 s4.14.2: a rotated token presented again means two parties hold
             # the session; revoke it so neither can continue.
-            await self._sessions.revoke(
-                session.id, session.user_id, now=now, reason="refresh_token_reuse"
-            )
+            await self._revoke_reused(session, now, raced=False)
             raise InvalidGrantError
         if (
             session.revoked_at is not None
@@ -184,21 +190,59 @@ class SessionService:
             or session.expires_at <= now
             or not found.user.is_active
         ):
-            raise InvalidGrantError
+            self._refresh_failed(
+                session, "session_ended" if found.user.is_active else "user_inactive"
+            )
 
         new_token, new_digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
         refresh_expires_at = min(now + timedelta(seconds=self._idle), session.expires_at)
-        swapped = await self._sessions.swap_refresh(
-            session.id, old_digest, new_digest, now=now, refresh_expires_at=refresh_expires_at
-        )
-        if not swapped:
+        try:
+            with self._audit.staged(_session_event("token.refreshed", session)):
+                if not await self._sessions.swap_refresh(
+                    session.id,
+                    old_digest,
+                    new_digest,
+                    now=now,
+                    refresh_expires_at=refresh_expires_at,
+                ):
+                    raise InvalidGrantError  # the staged event goes with it
+        except InvalidGrantError:
             # Another request rotated this token between our read and our write: that is
             # reuse too, and it ends the session.
+            await self._revoke_reused(session, now, raced=True)
+            raise
+        return await self._pair(found.user, session.id, new_token)
+
+    def _refresh_failed(self, session: Session | None, reason: str) -> NoReturn:
+        """Record a refused refresh (no secret: the session, if any, and why) and raise."""
+        self._audit.record(
+            AuditEvent(
+                type="token.refreshed",
+                outcome="failure",
+                actor=Actor.user(session.user_id) if session else Actor.anonymous(),
+                subject=Subject("session", str(session.id)) if session else None,
+                detail={"reason": InvalidGrantError.code, "why": reason},
+            )
+        )
+        raise InvalidGrantError
+
+    async def _revoke_reused(self, session: Session, now: datetime, *, raced: bool) -> None:
+        """End a session whose rotated refresh token came back, with its record.
+
+        Whoever presented it is not known (the user or a thief): the actor is anonymous.
+        The event is a failure, recorded even when the session had ended already.
+        """
+        event = AuditEvent(
+            type="refresh_token.reused",
+            outcome="failure",
+            actor=Actor.anonymous(),
+            subject=Subject("session", str(session.id)),
+            detail={"user_id": str(session.user_id), "concurrent": raced},
+        )
+        with self._audit.staged(event):
             await self._sessions.revoke(
                 session.id, session.user_id, now=now, reason="refresh_token_reuse"
             )
-            raise InvalidGrantError
-        return await self._pair(found.user, session.id, new_token)
 
     async def authenticate(self, access_token: str) -> Principal:
         """Check an access token and that its session and user are still live.
@@ -258,8 +302,12 @@ class SessionService:
             return
         found = await self._sessions.find_by_refresh(self._opaque.digest(refresh_token))
         if found is not None:
-            await self._sessions.revoke(
-                found.session.id, found.session.user_id, now=self._clock.now(), reason="revoked"
+            await self._revoke_once(
+                found.session.id,
+                found.session.user_id,
+                "session.revoked",
+                "revoked",
+                "oauth_revoke",
             )
 
     async def revoke_by_claims(self, claims: AccessTokenClaims) -> None:
@@ -268,7 +316,7 @@ class SessionService:
             session_id, user_id = UUID(claims.session_id or ""), UUID(claims.subject)
         except ValueError:
             return
-        await self._sessions.revoke(session_id, user_id, now=self._clock.now(), reason="revoked")
+        await self._revoke_once(session_id, user_id, "session.revoked", "revoked", "oauth_revoke")
 
     async def list_active(self, user_id: UUID) -> list[Session]:
         return await self._sessions.list_active(user_id, now=self._clock.now())
@@ -279,21 +327,57 @@ class SessionService:
         Raises:
             NotFoundError: no live session with that id belongs to the user.
         """
-        revoked = await self._sessions.revoke(
-            session_id, user_id, now=self._clock.now(), reason="revoked_by_user"
-        )
-        if not revoked:
+        if not await self._revoke_once(
+            session_id, user_id, "session.revoked", "revoked_by_user", "sessions_api"
+        ):
             raise NotFoundError("No such session.")
 
     async def logout(self, user_id: UUID, session_id: UUID) -> None:
-        await self._sessions.revoke(session_id, user_id, now=self._clock.now(), reason="logout")
+        """End the caller's own session (token or cookie), with a `logout` record."""
+        await self._revoke_once(session_id, user_id, "logout", "logout", None)
 
     async def logout_all(self, user_id: UUID) -> int:
-        return await self._sessions.revoke_all(user_id, now=self._clock.now(), reason="logout_all")
+        """End every session of the user; return how many were live."""
+        event = AuditEvent(
+            type="logout_all",
+            outcome="success",
+            actor=Actor.user(user_id),
+            subject=Subject("user", str(user_id)),
+        )
+        with self._audit.staged(event):
+            return await self._sessions.revoke_all(
+                user_id, now=self._clock.now(), reason="logout_all"
+            )
+
+    async def _revoke_once(
+        self, session_id: UUID, user_id: UUID, event_type: str, reason: str, via: str | None
+    ) -> bool:
+        """Revoke a live session of `user_id` and record `event_type` in the same
+        transaction; False, with nothing recorded, when there was no such live session."""
+        event = AuditEvent(
+            type=event_type,
+            outcome="success",
+            actor=Actor.user(user_id),
+            subject=Subject("session", str(session_id)),
+            detail={"reason": reason} | ({"via": via} if via else {}),
+        )
+        try:
+            with self._audit.staged(event):
+                if not await self._sessions.revoke(
+                    session_id, user_id, now=self._clock.now(), reason=reason
+                ):
+                    raise _NotRevoked
+        except _NotRevoked:
+            return False
+        return True
 
     async def close(self) -> None:
         """Wait for the last-use writes in flight."""
         await self._usage.close()
+
+    async def count_active(self) -> int:
+        """How many sessions are live now, over all users (unrevoked, unexpired)."""
+        return await self._sessions.count_active(now=self._clock.now())
 
     async def prune_ended(self) -> int:
         """Delete what is left of sessions that ended more than the retention ago (revoked,
@@ -319,3 +403,12 @@ class SessionService:
             refresh_token=refresh_token,
             session_id=session_id,
         )
+
+
+def _session_event(event_type: str, session: Session, outcome: Outcome = "success") -> AuditEvent:
+    return AuditEvent(
+        type=event_type,
+        outcome=outcome,
+        actor=Actor.user(session.user_id),
+        subject=Subject("session", str(session.id)),
+    )

@@ -28,6 +28,10 @@ unchanged on both backends:
 
 A database that cannot be reached, or stays locked past the wait, surfaces as
 `StorageUnavailableError` (503), never a trace.
+
+`on_commit` hooks run inside every write transaction that changed a row, just before it
+commits: what must be written with a change or not at all (the audit trail's records of
+state changes) is written there, on the transaction's own connection.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
@@ -85,6 +89,28 @@ class Connection(Protocol):
         """Run synchronous SQLAlchemy code (Alembic) on this connection."""
 
 
+# A pre-commit hook: given the transaction's connection, it may write in the transaction
+# and return a function to call once the transaction has committed (None: nothing to do).
+CommitHook = Callable[[Connection], Awaitable[Callable[[], None] | None]]
+
+
+async def _run_hooks(hooks: Sequence[CommitHook], conn: Connection) -> list[Callable[[], None]]:
+    after = []
+    for hook in hooks:
+        if (then := await hook(conn)) is not None:
+            after.append(then)
+    return after
+
+
+def _after_commit(callbacks: Sequence[Callable[[], None]]) -> None:
+    # The transaction has committed: a failing callback must not make it look as if not.
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("an after-commit callback failed")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     unavailable = OperationalError | InterfaceError | OSError | asyncio.TimeoutError
     if isinstance(exc, unavailable | sqlite3.OperationalError):
@@ -112,13 +138,31 @@ class Database:
     ) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._hooks: list[CommitHook] = []
         self._backend: _Backend = (
             _SqliteBackend(
-                parsed.set(drivername="sqlite+pysqlite"), pool_size, echo, sqlite_lock_wait
+                parsed.set(drivername="sqlite+pysqlite"),
+                pool_size,
+                echo,
+                sqlite_lock_wait,
+                self._hooks,
             )
             if self.is_sqlite
-            else _AsyncBackend(parsed, pool_size, echo)
+            else _AsyncBackend(parsed, pool_size, echo, self._hooks)
         )
+
+    def on_commit(self, hook: CommitHook) -> None:
+        """Run `hook(conn)` inside every write transaction that changed a row (an INSERT,
+        UPDATE or DELETE that matched one), after the block and just before the commit.
+
+        The hook may write on `conn`: it commits or rolls back with the change, and a hook
+        that raises rolls the transaction back. It may return a function, called once the
+        transaction has committed. A transaction that changed nothing (a read-then-return,
+        an UPDATE that matched no row) commits without hooks, so nothing is recorded of a
+        change that did not happen. (On PostgreSQL, changes are seen through SQLAlchemy's
+        insert, update and delete constructs; a textual `sa.text` statement is not counted.)
+        """
+        self._hooks.append(hook)
 
     def read(self) -> AbstractAsyncContextManager[Connection]:
         """A read transaction (one snapshot on both backends)."""
@@ -200,7 +244,8 @@ class _Backend(Protocol):
 class _AsyncBackend:
     """PostgreSQL through SQLAlchemy's async engine."""
 
-    def __init__(self, url: sa.URL, pool_size: int, echo: bool) -> None:
+    def __init__(self, url: sa.URL, pool_size: int, echo: bool, hooks: list[CommitHook]) -> None:
+        self._hooks = hooks
         # Every use of a connection ends in an explicit commit or rollback, so the pool's
         # own rollback on return would only add a round trip per request.
         self._engine: AsyncEngine = create_async_engine(
@@ -216,8 +261,16 @@ class _AsyncBackend:
     @asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[Connection]:
         try:
-            async with self._engine.connect() as conn, conn.begin():
-                yield conn
+            async with self._engine.connect() as conn:
+                if not (write and self._hooks):
+                    async with conn.begin():
+                        yield conn
+                    return
+                tracked = _TrackedConnection(conn)
+                async with conn.begin():
+                    yield tracked
+                    after = await _run_hooks(self._hooks, tracked) if tracked.changed else []
+                _after_commit(after)
         except Exception as exc:
             if _is_unavailable(exc):
                 raise StorageUnavailableError from exc
@@ -255,6 +308,33 @@ class _AsyncBackend:
         await self._engine.dispose()
 
 
+class _TrackedConnection:
+    """A PostgreSQL connection that notes whether a statement changed a row (for hooks).
+
+    asyncpg reports the rows of every INSERT, UPDATE and DELETE (RETURNING included); an
+    executemany reports -1, unknown, which counts as a change.
+    """
+
+    __slots__ = ("_conn", "changed")
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.changed = False
+
+    async def execute(self, statement: Executable, parameters: Any = None, /) -> CursorResult[Any]:
+        result: CursorResult[Any] = await self._conn.execute(statement, parameters)
+        if not self.changed and getattr(statement, "is_dml", False) and result.rowcount != 0:
+            self.changed = True
+        return result
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        self.changed = True  # whatever it does, it may have changed something
+        result: T = await self._conn.run_sync(fn, *args, **kwargs)
+        return result
+
+
 class _InlineConnection:
     """A synchronous SQLite connection behind the async `Connection` interface."""
 
@@ -275,8 +355,11 @@ class _InlineConnection:
 class _SqliteBackend:
     """SQLite through the stdlib driver, on the event loop thread (see the module doc)."""
 
-    def __init__(self, url: sa.URL, pool_size: int, echo: bool, lock_wait: float) -> None:
+    def __init__(
+        self, url: sa.URL, pool_size: int, echo: bool, lock_wait: float, hooks: list[CommitHook]
+    ) -> None:
         self._lock_wait = lock_wait
+        self._hooks = hooks
         self._engine = sa.create_engine(
             url,
             echo=echo,
@@ -303,8 +386,19 @@ class _SqliteBackend:
             await self._writer.acquire()
         try:
             conn = await self._begin(write=write)
+            after: list[Callable[[], None]] = []
             try:
-                yield _InlineConnection(conn)
+                inline = _InlineConnection(conn)
+                if write and self._hooks:
+                    # Every row a statement inserts, updates or deletes counts here (RETURNING
+                    # included, which rowcount would not always report).
+                    raw = cast(sqlite3.Connection, conn.connection.driver_connection)
+                    changes = raw.total_changes
+                    yield inline
+                    if raw.total_changes != changes:
+                        after = await _run_hooks(self._hooks, inline)
+                else:
+                    yield inline
             except BaseException:
                 conn.rollback()
                 raise
@@ -314,6 +408,7 @@ class _SqliteBackend:
                     self._written.set()
             finally:
                 conn.close()
+            _after_commit(after)
         except Exception as exc:
             if _is_unavailable(exc):
                 raise StorageUnavailableError from exc

@@ -102,8 +102,17 @@ _TOUCH = (
     )
 )
 
-# A session has ended once it is revoked or its refresh token expires (refresh_expires_at
-# never exceeds the absolute expires_at). Both columns are indexed.
+# The live sessions of everyone, for the gauge read at scrape time (a few times a minute).
+_COUNT_ACTIVE = (
+    sa.select(sa.func.count())
+    .select_from(sessions)
+    .where(
+        sessions.c.revoked_at.is_(None),
+        sessions.c.refresh_expires_at > _NOW,
+        sessions.c.expires_at > _NOW,
+    )
+)
+
 # A session has ended once it is revoked or its refresh token expires (refresh_expires_at
 # never exceeds the absolute expires_at). Both columns are indexed. Deletion goes in
 # batches of bounded size: a long-lived session has one history row per refresh.
@@ -248,6 +257,11 @@ class SqlSessionRepository:
         async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_session(row) for row in rows]
+
+    async def count_active(self, *, now: datetime) -> int:
+        async with self._db.read() as conn:
+            count = (await conn.execute(_COUNT_ACTIVE, {"now": now})).scalar_one()
+        return int(count)
 
     async def delete_ended(self, before: datetime, *, limit: int) -> int:
         params = {"before": before, "limit": limit}

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from gatehouse.server.accounts.models import NewUser, User, UserChanges, UserCredentials
-from gatehouse.server.errors import UsernameTakenError
+from gatehouse.server.errors import EmailTakenError, UsernameTakenError
 from gatehouse.server.storage.database import Connection, Database
 from gatehouse.server.storage.invalidations import InvalidationLog
-from gatehouse.server.storage.tables import sessions, user_roles, users
+from gatehouse.server.storage.tables import account_tokens, sessions, user_roles, users
 
 USER_COLUMNS = (
     users.c.id,
@@ -25,6 +25,7 @@ USER_COLUMNS = (
     users.c.created_at,
     users.c.updated_at,
     users.c.is_service_account,
+    users.c.email_verified,
 )
 
 
@@ -54,6 +55,7 @@ def _user(row: Any, roles: set[str]) -> User:
         created_at=row.created_at,
         updated_at=row.updated_at,
         is_service_account=row.is_service_account,
+        email_verified=row.email_verified,
     )
 
 
@@ -70,6 +72,28 @@ _CREDENTIALS_BY_NAME = _with_roles(users.c.password_hash).where(
 _CREDENTIALS_BY_ID = _with_roles(users.c.password_hash).where(
     users.c.id == sa.bindparam("id", type_=users.c.id.type)
 )
+
+
+def taken_error(exc: IntegrityError) -> EmailTakenError | UsernameTakenError:
+    """Which unique index refused an insert or update of a user: both engines name the
+    column (SQLite) or the constraint `uq_users_email_canonical` (PostgreSQL)."""
+    if "email_canonical" in str(exc.orig):
+        return EmailTakenError()
+    return UsernameTakenError()
+
+
+async def end_reset_tokens(conn: Connection, user_id: UUID, now: datetime) -> None:
+    """End the user's live password-reset tokens inside `conn`'s transaction (after a
+    password or address change, a link mailed before it must not work)."""
+    await conn.execute(
+        sa.update(account_tokens)
+        .where(
+            account_tokens.c.user_id == user_id,
+            account_tokens.c.purpose == "reset",
+            account_tokens.c.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
 
 
 async def revoke_user_sessions(
@@ -107,11 +131,13 @@ class SqlUserRepository:
                         created_at=new.created_at,
                         updated_at=new.created_at,
                         is_service_account=new.is_service_account,
+                        email_canonical=new.email_canonical,
+                        email_verified=False,
                     )
                 )
                 await _insert_roles(conn, new.id, new.roles)
         except IntegrityError as exc:
-            raise UsernameTakenError from exc
+            raise taken_error(exc) from exc
         return User(
             id=new.id,
             username=new.username,
@@ -122,6 +148,7 @@ class SqlUserRepository:
             created_at=new.created_at,
             updated_at=new.created_at,
             is_service_account=new.is_service_account,
+            email_verified=False,
         )
 
     async def find(self, user_id: UUID) -> User | None:
@@ -133,6 +160,14 @@ class SqlUserRepository:
 
     async def find_credentials_by_id(self, user_id: UUID) -> UserCredentials | None:
         return await self._credentials(_CREDENTIALS_BY_ID, {"id": user_id})
+
+    async def find_by_email(self, email_canonical: str) -> User | None:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(_with_roles().where(users.c.email_canonical == email_canonical))
+            ).all()
+        found = users_from_rows(rows)
+        return found[0] if found else None
 
     async def _credentials(
         self, query: sa.Select[Any], params: dict[str, Any]
@@ -146,24 +181,51 @@ class SqlUserRepository:
 
     async def update(self, user_id: UUID, changes: UserChanges, now: datetime) -> User | None:
         values: dict[str, Any] = {"updated_at": now}
-        if changes.email is not None or changes.clear_email:
-            values["email"] = None if changes.clear_email else changes.email
+        new_address = changes.email is not None or changes.clear_email
+        if new_address:
+            if changes.clear_email:
+                values.update(email=None, email_canonical=None)
+            elif changes.email_canonical is None:
+                raise ValueError("a new email comes with its canonical form")
+            else:
+                values.update(email=changes.email, email_canonical=changes.email_canonical)
         if changes.is_active is not None:
             values["is_active"] = changes.is_active
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                sa.update(users).where(users.c.id == user_id).values(values)
-            )
-            if result.rowcount == 0:
-                return None
-            if changes.roles is not None:
-                await conn.execute(sa.delete(user_roles).where(user_roles.c.user_id == user_id))
-                await _insert_roles(conn, user_id, changes.roles)
-            if changes.is_active is False:
-                # Deactivation ends every session in the same transaction.
-                await revoke_user_sessions(conn, user_id, now, "user_deactivated", None)
-            await self._log.record(conn, [user_id], now)
-            user = await _find(conn, user_id)
+        try:
+            async with self._db.write() as conn:
+                if new_address:
+                    held = (
+                        await conn.execute(
+                            sa.select(users.c.email_canonical)
+                            .where(users.c.id == user_id)
+                            .with_for_update()
+                        )
+                    ).first()
+                    if held is None:
+                        return None
+                    if held.email_canonical is None or (
+                        held.email_canonical != values["email_canonical"]
+                    ):
+                        # Another address: not verified, and reset links mailed to the
+                        # old one stop working. The same address keeps its verification.
+                        values["email_verified"] = False
+                        await end_reset_tokens(conn, user_id, now)
+                result = await conn.execute(
+                    sa.update(users).where(users.c.id == user_id).values(values)
+                )
+                if result.rowcount == 0:
+                    return None
+                if changes.roles is not None:
+                    await conn.execute(sa.delete(user_roles).where(user_roles.c.user_id == user_id))
+                    await _insert_roles(conn, user_id, changes.roles)
+                if changes.is_active is False:
+                    # Deactivation ends every session in the same transaction.
+                    await revoke_user_sessions(conn, user_id, now, "user_deactivated", None)
+                await self._log.record(conn, [user_id], now)
+                user = await _find(conn, user_id)
+        except IntegrityError as exc:
+            # The only unique column an update can collide on is the address.
+            raise EmailTakenError from exc
         self._log.publish([user_id])
         return user
 
@@ -186,6 +248,8 @@ class SqlUserRepository:
                 await revoke_user_sessions(
                     conn, user_id, now, "password_changed", revoke_sessions_except
                 )
+                # A password change, not a re-hash: reset links mailed before it end.
+                await end_reset_tokens(conn, user_id, now)
                 await self._log.record(conn, [user_id], now)
         if revoke_sessions:
             self._log.publish([user_id])

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 
 from gatehouse.server.accounts.models import UserChanges
+from gatehouse.server.audit.models import Actor
 from gatehouse.server.errors import InvalidInputError
 from gatehouse.server.http.deps import AdminPrincipal, AdminUser, PageCursor, PageLimit, ServicesDep
 from gatehouse.server.http.schemas import (
@@ -43,7 +44,7 @@ async def list_users(
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
 async def create_user(
-    body: AdminCreateUserRequest, _admin: AdminUser, services: ServicesDep
+    body: AdminCreateUserRequest, admin: AdminUser, services: ServicesDep
 ) -> UserOut:
     """A user with a password, or with `service_account: true` (and no password) a service
     account that cannot log in and only holds API keys."""
@@ -51,11 +52,13 @@ async def create_user(
     if body.service_account:
         if body.password is not None:
             raise InvalidInputError("A service account has no password.", field="password")
-        return UserOut.of(await services.admin.create_service_account(body.username, roles=roles))
+        return UserOut.of(
+            await services.admin.create_service_account(body.username, roles=roles, by=admin)
+        )
     if body.password is None:
         raise InvalidInputError("A password is required.", field="password")
     user = await services.admin.create_user(
-        body.username, body.password, email=body.email, roles=roles
+        body.username, body.password, email=body.email, roles=roles, by=admin
     )
     return UserOut.of(user)
 
@@ -99,16 +102,21 @@ async def list_api_keys(
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED)
 async def create_api_key(
-    body: AdminCreateApiKeyRequest, _admin: AdminPrincipal, services: ServicesDep
+    body: AdminCreateApiKeyRequest, admin: AdminPrincipal, services: ServicesDep
 ) -> IssuedApiKeyOut:
     """A key for any user or service account; `key` is shown this once."""
     owner = await services.admin.get_user(body.owner_id)
     issued = await services.api_keys.issue(
-        owner, name=body.name, scopes=body.scopes, expires_at=body.expires_at, by_admin=True
+        owner,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        by_admin=True,
+        by=Actor.user(admin.user.id),
     )
     return IssuedApiKeyOut.of(issued)
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_api_key(key_id: UUID, _admin: AdminUser, services: ServicesDep) -> None:
-    await services.api_keys.revoke(key_id, owner_id=None)
+async def revoke_api_key(key_id: UUID, admin: AdminUser, services: ServicesDep) -> None:
+    await services.api_keys.revoke(key_id, owner_id=None, by=Actor.user(admin.id))

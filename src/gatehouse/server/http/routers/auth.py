@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from gatehouse.server.http.browser import check_origin, clear_session_cookie, set_session_cookie
-from gatehouse.server.http.deps import ServicesDep, SessionPrincipal, client_info
+from gatehouse.server.http.deps import ServicesDep, SessionPrincipal, client_info, client_ip
 from gatehouse.server.http.schemas import (
     CookieSessionOut,
     LoginRequest,
@@ -27,8 +27,13 @@ def no_store(response: Response) -> None:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterRequest, services: ServicesDep) -> UserOut:
-    """Create an account. A taken username answers 409 (this reveals that it exists)."""
+async def register(body: RegisterRequest, request: Request, services: ServicesDep) -> UserOut:
+    """Create an account. A taken username answers 409 (this reveals that it exists).
+
+    Every attempt counts toward the address's registration limit (taken names included,
+    so the 409 cannot be used to enumerate names quickly): past it, 429 `rate_limited`.
+    """
+    await services.guard.registration(client_ip(request))
     user = await services.accounts.register(body.username, body.password, email=body.email)
     return UserOut.of(user)
 
@@ -37,17 +42,25 @@ async def register(body: RegisterRequest, services: ServicesDep) -> UserOut:
 async def login(
     body: LoginRequest, request: Request, response: Response, services: ServicesDep
 ) -> TokenPairOut:
-    """Check username and password; open a session for this device; return a token pair."""
-    user = await services.accounts.authenticate(body.username, body.password)
+    """Check username and password; open a session for this device; return a token pair.
+
+    Too many failures lock the name (429 `account_locked`); too many from one address
+    refuse the address (429 `rate_limited`); both with Retry-After.
+    """
+    user = await services.accounts.authenticate(body.username, body.password, ip=client_ip(request))
     pair = await services.sessions.open(user, client_info(request, body.device_name))
     no_store(response)
     return TokenPairOut.of(pair)
 
 
 @router.post("/refresh")
-async def refresh(body: RefreshRequest, response: Response, services: ServicesDep) -> TokenPairOut:
-    """Trade a refresh token for a new pair. The old token stops working at once."""
-    pair = await services.sessions.refresh(body.refresh_token)
+async def refresh(
+    body: RefreshRequest, request: Request, response: Response, services: ServicesDep
+) -> TokenPairOut:
+    """Trade a refresh token for a new pair. The old token stops working at once. A wrong
+    token counts toward the address's failed attempts."""
+    async with services.guard.attempt(client_ip(request)):
+        pair = await services.sessions.refresh(body.refresh_token)
     no_store(response)
     return TokenPairOut.of(pair)
 
@@ -75,7 +88,7 @@ async def cookie_login(
     that rides the cookie. A login from a page of another origin is refused (403).
     """
     check_origin(request, services.settings)
-    user = await services.accounts.authenticate(body.username, body.password)
+    user = await services.accounts.authenticate(body.username, body.password, ip=client_ip(request))
     login = await services.sessions.open_cookie(user, client_info(request, body.device_name))
     set_session_cookie(response, services.settings, login.cookie)
     no_store(response)

@@ -2,7 +2,8 @@
 fingerprint, or the license key, is the credential); heartbeat and deactivate take the
 device token that verify answered.
 
-Unknown fingerprints and unknown license keys get one answer: 401 `unknown_device`.
+Unknown fingerprints and unknown license keys get one answer: 401 `unknown_device`, counted
+as a failed credential attempt of the address (`limits.AbuseGuard`; past the limit, 429).
 
 These are the routes every licensed program calls at start, so their bodies are read and
 answered without FastAPI's per-field machinery: the JSON is validated by the pydantic
@@ -25,6 +26,7 @@ from gatehouse.server.http.deps import (
     ServicesDep,
     actor_of,
     anonymous,
+    client_ip,
     oauth2_scheme,
     services_of,
 )
@@ -69,8 +71,9 @@ async def verify(request: Request) -> Response:
     of its registered components match); its stored fingerprint is then updated.
     """
     body = await _read(request, MachineIdentity)
-    devices = services_of(request).devices
-    verified = await devices.verify(body.value, body.components, by=anonymous(request))
+    services = services_of(request)
+    async with services.guard.attempt(client_ip(request)):
+        verified = await services.devices.verify(body.value, body.components, by=anonymous(request))
     return _answer(verified)
 
 
@@ -79,9 +82,11 @@ async def activate(request: Request) -> Response:
     """Bind this machine to a license if a seat is free (a machine already on it takes no
     second seat); answers like verify. A full license answers 403 `license_full`."""
     body = await _read(request, ActivateRequest)
-    verified = await services_of(request).devices.activate(
-        body.license_key, body.value, body.components, label=body.label, by=anonymous(request)
-    )
+    services = services_of(request)
+    async with services.guard.attempt(client_ip(request)):
+        verified = await services.devices.activate(
+            body.license_key, body.value, body.components, label=body.label, by=anonymous(request)
+        )
     return _answer(verified)
 
 
@@ -108,4 +113,7 @@ async def deactivate(
         return
     if body is None:
         raise NotAuthenticatedError("This request needs a device token or a license key.")
-    await services.devices.deactivate_presented(body.license_key, body.value, by=anonymous(request))
+    async with services.guard.attempt(client_ip(request)):
+        await services.devices.deactivate_presented(
+            body.license_key, body.value, by=anonymous(request)
+        )

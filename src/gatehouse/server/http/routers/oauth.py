@@ -25,7 +25,8 @@ from gatehouse.server.errors import (
     PermissionDeniedError,
     UnsupportedGrantTypeError,
 )
-from gatehouse.server.http.deps import ServicesDep, basic_credentials, client_info
+from gatehouse.server.http.denials import note_caller
+from gatehouse.server.http.deps import ServicesDep, basic_credentials, client_info, client_ip
 from gatehouse.server.http.routers.auth import no_store
 from gatehouse.server.http.schemas import ClientTokenOut, TokenPairOut
 from gatehouse.server.sessions.models import Principal
@@ -113,15 +114,20 @@ async def token(request: Request, response: Response, services: ServicesDep) -> 
     if grant == "password":
         if not form.get("username") or not form.get("password"):
             raise InvalidInputError("username and password are required.")
-        user = await services.accounts.authenticate(form["username"], form["password"])
+        user = await services.accounts.authenticate(
+            form["username"], form["password"], ip=client_ip(request)
+        )
         return TokenPairOut.of(await services.sessions.open(user, client_info(request)))
     if grant == "refresh_token":
         if not form.get("refresh_token"):
             raise InvalidInputError("refresh_token is required.")
-        return TokenPairOut.of(await services.sessions.refresh(form["refresh_token"]))
+        async with services.guard.attempt(client_ip(request)):
+            pair = await services.sessions.refresh(form["refresh_token"])
+        return TokenPairOut.of(pair)
     if grant == "client_credentials":
         client_id, client_secret = _client_credentials(request, form)
-        issued = await services.api_keys.exchange(client_id, client_secret, form.get("scope"))
+        async with services.guard.attempt(client_ip(request)):
+            issued = await services.api_keys.exchange(client_id, client_secret, form.get("scope"))
         return ClientTokenOut.of(issued)
     raise UnsupportedGrantTypeError
 
@@ -154,10 +160,12 @@ async def introspect(request: Request, services: ServicesDep) -> dict[str, Any]:
 
     The caller must be an admin (bearer access token or API key with the `admin` scope) or
     hold the `introspect` scope (an API key as Bearer or `X-API-Key`, its client credentials
-    by HTTP Basic, or a client-credentials token). Anonymous callers get 401, others 403.
+    by HTTP Basic, or a client-credentials token). Anonymous callers get 401, others 403;
+    both are recorded as `introspection.denied` (`http/denials.py`).
     """
     caller = await _introspection_caller(request, services)
     if not (caller.is_admin or "introspect" in caller.roles):
+        note_caller(request, caller)
         raise PermissionDeniedError("Introspection needs an admin or the introspect scope.")
     form = await _form(request)
     token = form.get("token")
@@ -169,12 +177,12 @@ async def introspect(request: Request, services: ServicesDep) -> dict[str, Any]:
 async def _introspection_caller(request: Request, services: Services) -> Principal:
     basic = basic_credentials(request)
     if basic is not None:
-        return await services.authenticator.authenticate_client(*basic)
+        return await services.authenticator.authenticate_client(*basic, ip=client_ip(request))
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() == "bearer" and credential.strip():
-        return await services.authenticator.authenticate(credential.strip())
+        return await services.authenticator.authenticate(credential.strip(), ip=client_ip(request))
     api_key = request.headers.get("x-api-key")
     if api_key:
-        return await services.authenticator.authenticate_key(api_key)
+        return await services.authenticator.authenticate_key(api_key, ip=client_ip(request))
     raise NotAuthenticatedError

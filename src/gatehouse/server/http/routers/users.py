@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
-from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep, SessionPrincipal
+from gatehouse.server.http.deps import CurrentPrincipal, ServicesDep, SessionPrincipal, client_ip
 from gatehouse.server.http.schemas import (
     ApiKeyOut,
     ChangePasswordRequest,
@@ -31,26 +31,55 @@ async def get_me(principal: CurrentPrincipal) -> UserOut:
 
 @router.patch("")
 async def update_me(
-    body: UpdateMeRequest, principal: SessionPrincipal, services: ServicesDep
+    body: UpdateMeRequest, principal: SessionPrincipal, request: Request, services: ServicesDep
 ) -> UserOut:
+    """Change the profile. A new or removed address needs `current_password` (401
+    `invalid_credentials` without it or with a wrong one) and is not verified; an address
+    of another account answers 409 `email_taken`.
+
+    A sent password is a credential attempt: a wrong one counts toward the address's
+    failed attempts and the name's lockout, as on /users/me/password.
+    """
     clear = "email" in body.model_fields_set and body.email is None
-    updated = await services.accounts.update_profile(
-        principal.user.id, email=body.email, clear_email=clear
-    )
+    if body.current_password is None:
+        updated = await services.accounts.update_profile(
+            principal.user.id, email=body.email, clear_email=clear
+        )
+    else:
+        async with services.guard.attempt(
+            client_ip(request), account=principal.user.username_canonical
+        ):
+            updated = await services.accounts.update_profile(
+                principal.user.id,
+                email=body.email,
+                clear_email=clear,
+                current_password=body.current_password,
+            )
     return UserOut.of(updated)
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    body: ChangePasswordRequest, principal: SessionPrincipal, services: ServicesDep
+    body: ChangePasswordRequest,
+    principal: SessionPrincipal,
+    request: Request,
+    services: ServicesDep,
 ) -> None:
-    """Change the password; every other session of the user ends."""
-    await services.accounts.change_password(
-        principal.user.id,
-        body.current_password,
-        body.new_password,
-        keep_session=principal.session_id,
-    )
+    """Change the password; every other session of the user ends.
+
+    A wrong current password counts toward the address's failed attempts and the name's
+    lockout (a stolen session must not become a way to guess the password): a locked name
+    answers 429 `account_locked` here too.
+    """
+    async with services.guard.attempt(
+        client_ip(request), account=principal.user.username_canonical
+    ):
+        await services.accounts.change_password(
+            principal.user.id,
+            body.current_password,
+            body.new_password,
+            keep_session=principal.session_id,
+        )
 
 
 @router.get("/sessions")

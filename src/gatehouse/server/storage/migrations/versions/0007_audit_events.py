@@ -19,9 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 _INDEXES = {
     "ix_audit_events_time_id": ["time", "id"],
-    "ix_audit_events_type_time": ["type", "time"],
-    "ix_audit_events_actor_id_time": ["actor_id", "time"],
-    "ix_audit_events_subject_id_time": ["subject_id", "time"],
+    "ix_audit_events_type_time_id": ["type", "time", "id"],
+    "ix_audit_events_actor_id_time_id": ["actor_id", "time", "id"],
+    "ix_audit_events_subject_id_time_id": ["subject_id", "time", "id"],
 }
 
 
