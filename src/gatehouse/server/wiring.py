@@ -93,7 +93,10 @@ class Services:
 
     async def start(self) -> None:
         """Load (or create) the signing keys; start the background tasks: watching for
-        invalidations, pruning ended sessions and, on SQLite, checkpointing the WAL.
+        invalidations, checkpointing the WAL (SQLite), pruning ended sessions and dead
+        account tokens, pruning the audit trail (unless AUDIT_RETENTION is 0), the mail
+        outbox's worker, and culling devices (when DEVICE_CULL_INTERVAL is set). The
+        audit recorder's writer starts with the first recorded event.
 
         A database that is down is not fatal here: the process starts, answers 503 on
         /readyz and on routes that need storage, and loads the keys on first use.

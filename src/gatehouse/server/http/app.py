@@ -7,7 +7,8 @@ The front door, outermost first: `SecurityHeaders` (every response, a 500 includ
 sits outside Starlette's error middleware), `ClientAddress` (only when proxies are
 trusted), `QueryApiKey` (only when keys may come in the query), `RequestContext` (the
 request id and origin), `AccessLog` (the access log line and the HTTP metrics, 500s
-included), Starlette's error handling, `BodySizeLimit`, the routers.
+included), Starlette's 500 handler, `BodySizeLimit`, the exception handlers of
+http/errors.py, the routers.
 """
 
 from __future__ import annotations
