@@ -206,7 +206,7 @@ async def test_recorded_events_reach_storage_without_a_flush(
 async def test_many_recorded_events_are_written_in_batches_in_order(
     database_url: str, tmp_path: Path
 ) -> None:
-    """More than one batch (500) of events: all stored, their ids in the order recorded."""
+    """More than one batch (100 rows) of events: all stored, their ids in the order recorded."""
     # On SQLite a file of its own: a thousand rows would leave the shared file with free
     # pages that other tests expect to have to grow.
     url = f"sqlite:///{tmp_path / 'batches.db'}" if database_url.startswith("sqlite") else None
