@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from uuid import UUID
 
 import bcrypt
 import httpx
 import pytest
 import sqlalchemy as sa
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from gatehouse.server.accounts.models import UserChanges
+from gatehouse.server.accounts.passwords import ARGON2_PROFILES
 from gatehouse.server.storage.tables import users
 from gatehouse.server.wiring import Services
 from tests.http.helpers import PASSWORD, bearer, login, on_devices, register, signup
@@ -174,6 +177,56 @@ async def test_bcrypt_hash_is_verified_and_upgraded_to_argon2id(
     assert stored.startswith("$argon2id$")
     await login(client, "legacy", password="imported password 1")
     assert user["username"] == "legacy"
+
+
+async def test_a_rehash_never_puts_back_a_password_changed_meanwhile(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A bcrypt user's login checks the old password while its hash waits for a thread; the
+    password is changed before the login's upgrade to argon2id is written. The upgrade is
+    dropped: the new password works afterwards and the old one does not."""
+    await register(client, "legacy")
+    old_hash = bcrypt.hashpw(b"imported password 1", bcrypt.gensalt(rounds=4)).decode()
+    async with services.db.write() as conn:
+        await conn.execute(
+            sa.update(users).where(users.c.username == "legacy").values(password_hash=old_hash)
+        )
+    hasher = services.hasher
+    memory, iterations, lanes = ARGON2_PROFILES["test"]
+    argon2 = Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes)
+    new_hash = argon2.hash("a changed password 2")
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    blockers = [
+        loop.run_in_executor(hasher._pool, release.wait)
+        for _ in range(services.settings.hash_concurrency)
+    ]
+    old_login = asyncio.ensure_future(
+        client.post("/auth/login", json={"username": "legacy", "password": "imported password 1"})
+    )
+    try:
+        for _ in range(5000):  # until the login's hash waits in the pool (at most 5 s)
+            if hasher._pool._work_queue.qsize():
+                break
+            await asyncio.sleep(0.001)
+        async with services.db.write() as conn:  # the change commits first
+            await conn.execute(
+                sa.update(users).where(users.c.username == "legacy").values(password_hash=new_hash)
+            )
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+    assert (await old_login).status_code == 200
+    async with services.db.read() as conn:
+        stored = (
+            await conn.execute(sa.select(users.c.password_hash).where(users.c.username == "legacy"))
+        ).scalar_one()
+    assert stored == new_hash
+    await login(client, "legacy", password="a changed password 2")
+    refused = await client.post(
+        "/auth/login", json={"username": "legacy", "password": "imported password 1"}
+    )
+    assert refused.status_code == 401
 
 
 async def test_two_registrations_of_one_name_at_once_make_one_account(

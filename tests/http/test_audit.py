@@ -26,6 +26,12 @@ from tests.http.devices import activate, create_license, fp, register_device
 from tests.http.helpers import PASSWORD, admin_pair, bearer, login, register, signup
 from tests.http.trail import events, one, stored_text, stored_types
 
+# A cursor of the right shape whose instant cannot be put in UTC.
+FORGED_CURSOR = (
+    base64.urlsafe_b64encode(b"0001-01-01T00:00:00+14:00|00000000-0000-4000-8000-000000000000")
+    .decode()
+    .rstrip("=")
+)
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 ITEM_FIELDS = {
     "id", "time", "type", "actor", "subject", "ip", "user_agent", "outcome", "request_id",
@@ -245,6 +251,13 @@ async def test_filters_select_by_type_actor_subject_and_time(
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"actor": "a" * 65}, "actor"),
+        # Offsets that take the instant past what UTC can hold.
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"until": "9999-12-31T23:59:59-01:00"}, "until"),
+        ({"cursor": FORGED_CURSOR}, "cursor"),
+        # PostgreSQL refuses a NUL in any string; no stored id has a control character.
+        ({"actor": "\x00"}, "actor"),
+        ({"subject": "a\x00b"}, "subject"),
     ],
 )
 async def test_malformed_filters_and_cursors_are_422_naming_the_field(

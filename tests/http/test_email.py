@@ -197,6 +197,30 @@ async def test_a_new_address_clears_verification_and_the_same_one_keeps_it(
     assert other.json()["email_verified"] is False
 
 
+@pytest.mark.parametrize(
+    ("held", "swapped"),
+    [("bob@strasse.de", "bob@straße.de"), ("fish@example.com", "\ufb01sh@example.com")],
+)
+async def test_an_address_that_only_folds_to_the_same_one_is_a_change(
+    client: httpx.AsyncClient, mailbox: Mailbox, held: str, swapped: str
+) -> None:
+    """`straße.de` is another domain than `strasse.de` (and `\ufb01` another local part than
+    `fi`), though they fold to one canonical address: swapping needs the current password
+    (a stolen session must not redirect the reset mails) and the new one is unverified."""
+    await register(client, email=held)
+    pair = await login(client)
+    await _verified(client, mailbox, pair)
+    refused = await client.patch("/users/me", json={"email": swapped}, headers=bearer(pair))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "invalid_credentials"
+    changed = await client.patch(
+        "/users/me", json={"email": swapped, "current_password": PASSWORD}, headers=bearer(pair)
+    )
+    assert changed.status_code == 200
+    assert changed.json()["email"] == swapped
+    assert changed.json()["email_verified"] is False
+
+
 async def test_changing_to_a_taken_address_answers_409(client: httpx.AsyncClient) -> None:
     """PATCH /users/me with another account's address (any case): 409 email_taken."""
     await register(client, "bob", email="bob@example.com")
@@ -208,6 +232,22 @@ async def test_changing_to_a_taken_address_answers_409(client: httpx.AsyncClient
     )
     assert response.status_code == 409
     assert response.json()["code"] == "email_taken"
+
+
+async def test_probing_addresses_through_the_profile_is_held_to_the_registration_limit(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Each PATCH /users/me that sets an address counts like a registration from the client
+    address: past REGISTER_IP_LIMIT the 409s stop and 429 rate_limited answers instead."""
+    await register(client, "bob", email="bob@example.com")
+    pair = await signup(client)  # two registrations so far
+    limit = services.settings.register_ip_limit
+    probe = {"email": "BOB@example.com", "current_password": PASSWORD}
+    statuses = [
+        (await client.patch("/users/me", json=probe, headers=bearer(pair))).status_code
+        for _ in range(limit - 1)
+    ]
+    assert statuses == [409] * (limit - 2) + [429]
 
 
 async def test_a_wrong_password_sent_with_an_unchanged_address_is_still_refused(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -264,6 +265,39 @@ async def test_a_wrong_current_password_counts_toward_the_lockout(serve: Serve) 
     refused = await client.post("/users/me/password", json=right, headers=bearer(pair))
     assert problem(refused)[:2] == (429, "account_locked")
     assert problem(await login(client, "alice", PASSWORD))[:2] == (429, "account_locked")
+
+
+async def test_a_password_change_that_a_parallel_lock_overtakes_answers_what_it_did(
+    serve: Serve, clock: ManualClock
+) -> None:
+    """A right current password checked while a parallel attempt locks the name: the change
+    is made and answers 204 (not a 429 that would hide it); the lock stays in place."""
+    served = await serve(hash_concurrency=1, **LOCKOUT)
+    await make_user(served)
+    client = await served.client()
+    pair = (await login(client, "alice", PASSWORD)).json()
+    hasher = served.services.hasher
+    release = threading.Event()
+    # The one hashing thread is held, so the change waits for its hash after its checks.
+    blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, release.wait)
+    right = {"current_password": PASSWORD, "new_password": "a brand new secret"}
+    change = asyncio.ensure_future(
+        client.post("/users/me/password", json=right, headers=bearer(pair))
+    )
+    try:
+        for _ in range(5000):  # until the request holds its place (at most 5 s)
+            if hasher.taken:
+                break
+            await asyncio.sleep(0.001)
+        for _ in range(3):
+            await served.services.guard.account_failed("alice")
+    finally:
+        release.set()
+        await blocker
+    assert (await change).status_code == 204
+    assert problem(await login(client, "alice", PASSWORD))[:2] == (429, "account_locked")
+    clock.advance(timedelta(seconds=60))
+    assert (await login(client, "alice", "a brand new secret")).status_code == 200
 
 
 async def test_a_lockout_does_not_refuse_bearer_tokens(serve: Serve) -> None:
@@ -542,6 +576,23 @@ async def test_registrations_are_limited_per_address_taken_names_included(
     assert created.status_code == 201
 
 
+async def test_an_address_refused_for_its_failures_cannot_register_either(
+    serve: Serve,
+) -> None:
+    """Registration is a credential path: once an address has used up its failed attempts
+    (five wrong logins), /auth/register from it answers 429 rate_limited without creating
+    the account; another address registers the same name."""
+    served = await serve(**PER_IP)
+    client = await served.client()
+    for _ in range(5):
+        await client.post("/auth/login", json={"username": "nobody", "password": "wrong"})
+    refused = await client.post("/auth/register", json={"username": "carol", "password": PASSWORD})
+    assert problem(refused)[:2] == (429, "rate_limited")
+    other = await served.client(OTHER)
+    created = await other.post("/auth/register", json={"username": "carol", "password": PASSWORD})
+    assert created.status_code == 201
+
+
 # --- the limit store down ---
 
 
@@ -632,6 +683,25 @@ async def test_failed_logins_a_lock_and_a_success_are_audited(
     (succeeded,) = await events(served.services, "login.succeeded")
     me = await client.get("/users/me", headers=bearer(ok.json()))
     assert (succeeded.subject.kind, succeeded.subject.id) == ("user", me.json()["id"])
+
+
+async def test_a_lock_by_wrong_current_passwords_is_audited(serve: Serve) -> None:
+    """Three wrong current passwords on /users/me/password lock the name and record one
+    account.locked (subject the canonical name), as a lock by failed logins does."""
+    served = await serve(**LOCKOUT)
+    await make_user(served, "Alice")
+    client = await served.client()
+    pair = (await login(client, "alice", PASSWORD)).json()
+    change = {"current_password": "wrong password", "new_password": "a brand new secret"}
+    for _ in range(3):
+        response = await client.post("/users/me/password", json=change, headers=bearer(pair))
+        assert response.status_code == 401
+    assert problem(await login(client, "alice", PASSWORD))[:2] == (429, "account_locked")
+    locked = await events(served.services, "account.locked")
+    assert [(e.subject.kind, e.subject.id, e.detail["reason"]) for e in locked] == [
+        ("username", "alice", "wrong_current_password")
+    ]
+    assert {e.ip for e in locked} == {HOME}
 
 
 def sample(name: str, **labels: str) -> float:

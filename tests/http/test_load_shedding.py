@@ -134,6 +134,35 @@ async def test_places_are_given_back_after_shedding(
     assert services.hasher.taken == 0
 
 
+async def test_a_login_whose_client_goes_away_gives_its_place_back(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A login cancelled while its hash waits for the (held) hashing thread frees its place
+    and the depth gauge: nothing leaks, and the next login is served."""
+    await admin_tokens(services)
+    body = {"username": "root", "password": PASSWORD}
+    hasher = services.hasher
+    release = threading.Event()
+    before = depth()
+    blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, release.wait)
+    try:
+        gone = asyncio.ensure_future(client.post("/auth/login", json=body))
+        for _ in range(5000):  # until the request holds its place (at most 5 s)
+            if hasher.taken:
+                break
+            await asyncio.sleep(0.001)
+        assert depth() == before + 1
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert hasher.taken == 0
+        assert depth() == before
+    finally:
+        release.set()
+        await blocker
+    assert (await client.post("/auth/login", json=body)).status_code == 200
+
+
 async def test_the_depth_gauge_counts_places_taken(services: Services) -> None:
     """gatehouse_hash_queue_depth rises by one per place taken and falls when it is freed."""
     before = depth()

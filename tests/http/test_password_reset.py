@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -15,7 +18,8 @@ from gatehouse.server.accounts.models import UserChanges
 from gatehouse.server.clock import ManualClock
 from gatehouse.server.config import Settings
 from gatehouse.server.storage.tables import account_tokens
-from gatehouse.server.wiring import Services
+from gatehouse.server.wiring import Services, build_services
+from tests.conftest import truncate_all
 from tests.http.helpers import PASSWORD, bearer, login, register
 from tests.http.mail import (
     Mailbox,
@@ -64,6 +68,10 @@ async def test_forgot_answers_202_with_one_body_whether_or_not_an_account_has_th
     assert {a.status_code for a in answers} == {202}
     assert len({a.content for a in answers}) == 1
     assert set(answers[0].json()) == {"status", "detail"}
+    # The same headers too, but for the two that differ on every answer.
+    varying = {"date", "x-request-id"}
+    headers = [sorted((k, v) for k, v in a.headers.items() if k not in varying) for a in answers]
+    assert headers[0] == headers[1] == headers[2]
     await drained(services)
     assert mailbox.count() == 2
     assert mailbox.recipients == [[EMAIL], [EMAIL]]
@@ -118,6 +126,25 @@ async def test_a_reset_sets_the_password_and_ends_every_session(
     old = await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
     assert old.status_code == 401
     await login(client, password=NEW_PASSWORD)
+
+
+async def test_two_resets_with_one_token_at_once_succeed_exactly_once(
+    client: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    """The same token sent twice at the same moment (both looked up before either is
+    used): one 204, one 400 invalid_reset_token, and the winner's password is the one set."""
+    await register(client, email=EMAIL)
+    token = await reset_mail(client, mailbox, EMAIL)
+    passwords = ("the first new passphrase", "the second new passphrase")
+    answers = await asyncio.gather(*(_reset(client, token, p) for p in passwords))
+    assert sorted(a.status_code for a in answers) == [204, 400]
+    winner, loser = (0, 1) if answers[0].status_code == 204 else (1, 0)
+    assert answers[loser].json()["code"] == "invalid_reset_token"
+    await login(client, password=passwords[winner])
+    refused = await client.post(
+        "/auth/login", json={"username": "alice", "password": passwords[loser]}
+    )
+    assert refused.status_code == 401
 
 
 async def test_a_reset_unlocks_a_name_held_locked(
@@ -298,6 +325,48 @@ async def test_a_reset_ends_the_users_other_reset_tokens(
             )
         ).scalar_one()
     assert live == 0
+
+
+async def test_two_workers_resolving_two_requests_at_once_leave_one_live_token(
+    database_url: str, tmp_path: Path, clock: ManualClock, mailbox: Mailbox
+) -> None:
+    """Two forgot requests for one address, resolved by two processes' outbox workers with
+    overlapping transactions (the second runs while the first has inserted its token but
+    not committed): each mints a token, and only one stays live, the other superseded."""
+    settings = mail_settings(database_url, tmp_path, mailbox)
+    first = build_services(settings, clock=clock)
+    second = build_services(settings, clock=clock)
+    other: asyncio.Task[int] | None = None
+    try:
+        await truncate_all(first.db)
+        await first.accounts.register("alice", PASSWORD, email=EMAIL)
+
+        async def overlap(conn: Any) -> None:
+            # Just before the first worker's token transaction commits, the second worker
+            # resolves the other request (given a second to do so before the commit).
+            nonlocal other
+            if other is not None:
+                return
+            count = sa.select(sa.func.count()).select_from(account_tokens)
+            if not (await conn.execute(count)).scalar_one():
+                return
+            other = asyncio.create_task(second.outbox.process_due())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(other), 1.0)
+
+        first.db.on_commit(overlap)
+        for _ in range(2):
+            await first.recovery.forgot(EMAIL, ip="203.0.113.7")
+        await first.outbox.process_due()
+        assert other is not None
+        await other
+        async with first.db.read() as conn:
+            tokens = (await conn.execute(sa.select(account_tokens))).all()
+        assert len(tokens) == 2
+        assert sum(1 for t in tokens if t.used_at is None) == 1
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_tokens_are_stored_only_as_digests(

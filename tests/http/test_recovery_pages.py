@@ -5,6 +5,8 @@ The pages in a real browser (JavaScript on and off) are tests/e2e/test_recovery_
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import Iterator
@@ -72,6 +74,14 @@ async def test_the_pages_are_self_contained_under_a_strict_csp(
     assert "frame-ancestors 'none'" in csp
     assert "form-action 'self'" in csp
     assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+';", csp)
+    # Each inline block is allowed by the hash of exactly what the page holds, and nothing
+    # else inline: one script, one style.
+    for tag, directive in (("script", "script-src"), ("style", "style-src")):
+        (inline,) = re.findall(rf"<{tag}>(.*?)</{tag}>", response.text, re.DOTALL)
+        digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+        assert f"{directive} 'sha256-{digest}';" in csp
+        assert response.text.count(f"<{tag}") == 1
+    assert not re.search(r"\son[a-z]+=", response.text)  # no inline event handler
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert not re.search(r"(src|href)=\"?https?:", response.text)

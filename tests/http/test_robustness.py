@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from gatehouse.server.http.app import create_app
+from gatehouse.server.pagination import encode_cursor
 from gatehouse.server.storage.tables import users
 from gatehouse.server.wiring import Services, build_services
 from tests.conftest import make_settings
-from tests.http.helpers import PASSWORD
+from tests.http.helpers import PASSWORD, admin_pair, bearer
 
 
 async def _user_count(services: Services) -> int:
@@ -192,3 +193,16 @@ async def test_dropped_database_connections_recover(
     statuses = [(await client.get("/readyz")).status_code for _ in range(3)]
     assert set(statuses) <= {200, 503}
     assert statuses[-1] == 200
+
+
+@pytest.mark.parametrize("listing", ["/admin/devices", "/admin/licenses", "/admin/api-keys"])
+async def test_a_forged_cursor_past_the_calendar_is_422_not_500(
+    client: httpx.AsyncClient, services: Services, listing: str
+) -> None:
+    """A cursor in our own format whose offset pushes its instant before year 1 in UTC
+    answers 422 naming `cursor`, on every (created_at, id) listing."""
+    admin = await admin_pair(client, services)
+    forged = encode_cursor("0001-01-01T00:00:00+14:00|00000000-0000-4000-8000-000000000000")
+    response = await client.get(listing, params={"cursor": forged}, headers=bearer(admin))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "cursor"

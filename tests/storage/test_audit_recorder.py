@@ -21,6 +21,7 @@ from gatehouse.server.audit.models import Actor, AuditEvent, Subject
 from gatehouse.server.clock import ManualClock
 from gatehouse.server.context import RequestContext, current_request
 from gatehouse.server.errors import StorageUnavailableError
+from gatehouse.server.logs import JsonFormatter
 from gatehouse.server.storage import migrate
 from gatehouse.server.storage.audit import SqlAuditRecorder
 from gatehouse.server.storage.database import Connection, Database
@@ -347,6 +348,38 @@ async def test_while_the_database_is_down_the_queue_keeps_the_newest_events(
     assert recorder.queued == 10
     assert recorder.dropped == 5
     await recorder.close()
+
+
+async def test_the_background_writer_logs_outside_the_request_that_queued_first(
+    unreachable: Database,
+) -> None:
+    """The writer started by an event a request recorded serves no request: its warning
+    about the database being down carries no request id (JSON formatted as it is logged)."""
+    lines: list[str] = []
+
+    class Formatting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    handler = Formatting()
+    logger = logging.getLogger("gatehouse")
+    logger.addHandler(handler)
+    recorder = SqlAuditRecorder(unreachable, clock=ManualClock(), flush_after=0.01)
+    try:
+        token = current_request.set(RequestContext(request_id="req-first"))
+        try:
+            recorder.record(event("login.failed"))
+        finally:
+            current_request.reset(token)
+        deadline = time.monotonic() + 10
+        while not lines and time.monotonic() < deadline:  # noqa: ASYNC110 - a log line to see
+            await asyncio.sleep(0.01)
+    finally:
+        logger.removeHandler(handler)
+        await recorder.close()
+    (line, *_) = [json.loads(text) for text in lines]
+    assert line["message"].startswith("storing audit events failed")
+    assert "request_id" not in line
 
 
 async def test_events_queued_during_an_outage_are_stored_once_it_ends(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
 
@@ -40,8 +40,10 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, UUID]:
         at = datetime.fromisoformat(created)
         if at.tzinfo is None:
             raise ValueError("a naive timestamp")
-        return at, UUID(item_id)
-    except ValueError:
+        # In UTC now: a forged offset that pushes the instant past year 1 or 9999 is a
+        # malformed cursor, not an overflow where the database layer converts it.
+        return at.astimezone(UTC), UUID(item_id)
+    except (ValueError, OverflowError):
         raise InvalidInputError("The cursor is malformed.", field="cursor") from None
 
 

@@ -45,11 +45,14 @@ class UserRepository(Protocol):
         *,
         revoke_sessions_except: UUID | None = None,
         revoke_sessions: bool = False,
+        replacing: str | None = None,
     ) -> None:
         """Store a new hash; optionally revoke sessions (all but one) in the same transaction.
 
         With `revoke_sessions` (a password change, not a re-hash) the user's live reset
         tokens end in that transaction too: a link mailed before the change cannot undo it.
+        With `replacing` (a re-hash) the hash is stored only while the stored one is still
+        `replacing`.
         """
         ...
 

@@ -7,7 +7,7 @@ from typing import NoReturn, Protocol
 from uuid import UUID
 
 from gatehouse.server import metrics
-from gatehouse.server.accounts.emails import canonical_email, fold_email
+from gatehouse.server.accounts.emails import canonical_email
 from gatehouse.server.accounts.models import (
     NO_PASSWORD,
     USER_ROLE,
@@ -39,7 +39,7 @@ from gatehouse.server.errors import (
     UnavailableError,
     WeakPasswordError,
 )
-from gatehouse.server.limits.guard import AbuseGuard
+from gatehouse.server.limits.guard import AbuseGuard, CredentialAttempt
 
 
 class VerificationQueue(Protocol):
@@ -215,7 +215,9 @@ class AccountService:
         # Step 5: an outdated hash (bcrypt, older argon2 parameters) is upgraded now, while
         # the plain password is at hand.
         if new_hash is not None:
-            await self._users.set_password_hash(user.id, new_hash, self._clock.now())
+            await self._users.set_password_hash(
+                user.id, new_hash, self._clock.now(), replacing=credentials.password_hash
+            )
 
         # Step 6: the password was right (a success for the lockout), but logins may need
         # a verified address.
@@ -244,6 +246,18 @@ class AccountService:
         if locked:
             self._audit.record(_login_event("account.locked", subject, reason))
         raise InvalidCredentialsError
+
+    def password_attempt(self, ip: str | None, user: User) -> CredentialAttempt:
+        """`async with accounts.password_attempt(ip, user):` around a check of the user's
+        current password outside a login (`change_password`, `update_profile`): the address
+        and the name are limited as for a login, a wrong password counts toward both, and a
+        failure that locks the name records `account.locked`, as a login's does."""
+        subject = Subject("username", user.username_canonical)
+
+        def locked() -> None:
+            self._audit.record(_login_event("account.locked", subject, "wrong_current_password"))
+
+        return self._guard.attempt(ip, account=user.username_canonical, on_lock=locked)
 
     async def find_by_username(self, username: str) -> User | None:
         """The user with this (canonicalised) name, or None.
@@ -294,8 +308,7 @@ class AccountService:
             if current_password is not None:
                 await self._check_password(credentials, current_password)
             return user
-        held = _comparable(user.email)
-        changes = address is None or address[1] != held
+        changes = address is None or not _same_address(address[0], user.email)
         if changes and user.email is None and address is None:
             return user  # removing an address there is none of
         if changes or current_password is not None:
@@ -389,12 +402,19 @@ def _login_outcome(exc: GatehouseError) -> str:
     return "failure"
 
 
-def _comparable(email: str | None) -> str | None:
-    """The canonical form of a stored address (one stored before validation is folded as
-    it is), to tell whether a new address is another one."""
-    if email is None:
-        return None
+def _same_address(new: str, stored: str | None) -> bool:
+    """Whether the normalised address `new` is the stored one again, in other letter case
+    at most (then no password is needed and the verification stays).
+
+    Deliberately not the canonical (case-folded) comparison of the unique index: folding
+    also joins addresses that are different mailboxes, `bob@straße.de` and `bob@strasse.de`
+    (two domains under IDNA 2008) or a local part with the ligature `ﬁ` and one with `fi`.
+    Swapping one for the other redirects the account's mail, so it is a change.
+    """
+    if stored is None:
+        return False
     try:
-        return canonical_email(email)[1]
+        held = canonical_email(stored)[0]
     except InvalidEmailError:
-        return fold_email(email)
+        held = stored  # stored before addresses were validated: compared as it stands
+    return new.lower() == held.lower()

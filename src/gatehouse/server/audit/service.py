@@ -10,7 +10,9 @@ import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
+from gatehouse.server.audit.clean import clean_text
 from gatehouse.server.audit.models import EVENT_TYPES
 from gatehouse.server.audit.repository import AuditQuery, AuditRepository, StoredEvent
 from gatehouse.server.clock import Clock
@@ -51,8 +53,24 @@ def parse_instant(value: str, *, field: str) -> datetime:
         value = f"{head}.{rest}"
     try:
         return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
-    except ValueError:  # a month 13, a day 32, an hour 25
+    # ValueError: a month 13, a day 32, an hour 25; OverflowError: an offset that takes
+    # it past year 1 or 9999 in UTC (0001-01-01T00:00:00+01:00).
+    except (ValueError, OverflowError):
         raise InvalidInputError("The date-time does not exist.", field=field) from None
+
+
+def _keyset(cursor: str) -> tuple[datetime, UUID]:
+    """The (time, id) after which a page starts, in UTC.
+
+    Raises:
+        InvalidInputError: on `cursor`, for one that is not ours, or names an instant
+            outside what UTC can hold (a forged 0001-01-01T00:00:00+14:00).
+    """
+    at, last_id = decode_time_cursor(cursor)
+    try:
+        return at.astimezone(UTC), last_id
+    except OverflowError:
+        raise InvalidInputError("The cursor is malformed.", field="cursor") from None
 
 
 class AuditService:
@@ -85,6 +103,11 @@ class AuditService:
         """
         if type is not None and type not in EVENT_TYPES:
             raise InvalidInputError("Not a documented event type.", field="type")
+        for name, value in (("actor", actor), ("subject", subject)):
+            # Stored ids never hold these (`clean.py` strips them), and PostgreSQL refuses
+            # a NUL in any string, so such a filter is malformed rather than a 500.
+            if value is not None and clean_text(value, len(value)) != value:
+                raise InvalidInputError("The id has control characters.", field=name)
         query = AuditQuery(
             type=type,
             actor_id=actor,
@@ -92,7 +115,7 @@ class AuditService:
             since=parse_instant(since, field="since") if since is not None else None,
             until=parse_instant(until, field="until") if until is not None else None,
         )
-        before = decode_time_cursor(cursor) if cursor else None
+        before = _keyset(cursor) if cursor else None
         found = await self._events.search(query, limit=limit + 1, before=before)
         items = found[:limit]
         more = len(found) > limit

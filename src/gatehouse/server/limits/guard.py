@@ -30,7 +30,9 @@ credential paths fail closed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
@@ -269,12 +271,20 @@ class AbuseGuard:
             raise refused
         return locked
 
-    def attempt(self, ip: str | None, *, account: str | None = None) -> CredentialAttempt:
+    def attempt(
+        self,
+        ip: str | None,
+        *,
+        account: str | None = None,
+        on_lock: Callable[[], None] | None = None,
+    ) -> CredentialAttempt:
         """`async with guard.attempt(ip):` around the check of a credential: the address
         (and the name, when given) is checked on entry; a credential failure raised inside
         (`is_credential_failure`) is counted on the way out, and a success of a name clears
-        its failures."""
-        return CredentialAttempt(self, ip, account)
+        its failures (unless a parallel attempt locked it meanwhile: then the block's
+        success stands and the lock stays). `on_lock` is called when a failure counted on
+        the way out locked the name (to record `account.locked`)."""
+        return CredentialAttempt(self, ip, account, on_lock)
 
     async def close(self) -> None:
         await self._store.close()
@@ -308,12 +318,19 @@ class CredentialAttempt:
     """The async context manager of `AbuseGuard.attempt` (a class: this runs on every
     API-key and device request, where a generator-based manager costs a few microseconds)."""
 
-    __slots__ = ("_account", "_guard", "_ip")
+    __slots__ = ("_account", "_guard", "_ip", "_on_lock")
 
-    def __init__(self, guard: AbuseGuard, ip: str | None, account: str | None) -> None:
+    def __init__(
+        self,
+        guard: AbuseGuard,
+        ip: str | None,
+        account: str | None,
+        on_lock: Callable[[], None] | None = None,
+    ) -> None:
         self._guard = guard
         self._ip = ip
         self._account = account
+        self._on_lock = on_lock
 
     async def __aenter__(self) -> None:
         await self._guard.check_address(self._ip)
@@ -328,7 +345,13 @@ class CredentialAttempt:
     ) -> None:
         if exc is None:
             if self._account is not None:
-                await self._guard.account_succeeded(self._account)
-        elif is_credential_failure(exc):
-            # Raises instead of the failure when a parallel attempt used up the limit.
-            await self._guard.credential_failed(self._ip, self._account)
+                # A parallel attempt may have locked the name after the check on entry; the
+                # block has done its work by now (a password change is committed), and its
+                # answer must say so. The lock stays; nothing was cleared.
+                with contextlib.suppress(AccountLockedError):
+                    await self._guard.account_succeeded(self._account)
+        # Raises instead of the failure when a parallel attempt used up the limit.
+        elif is_credential_failure(exc) and (
+            await self._guard.credential_failed(self._ip, self._account) and self._on_lock
+        ):
+            self._on_lock()

@@ -3,7 +3,9 @@
 Only the HMAC digest of a token is stored (unique, so a lookup is one index probe). A token
 is live while `used_at` is NULL and `expires_at` is ahead; issuing one ends the user's
 other live tokens of its purpose (superseded), and using one is a compare-and-swap on
-`used_at IS NULL`, so of two concurrent uses exactly one wins.
+`used_at IS NULL`, so of two concurrent uses exactly one wins. Every transaction takes the
+user's row before any of the user's tokens (as the user repository's writes do), so two
+issues for one user run one after the other and none of these writes can deadlock.
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ async def _use(conn: Connection, token: AccountToken, now: datetime) -> None:
         raise _NotLive
 
 
+async def _lock_user(conn: Connection, user_id: Any) -> bool:
+    """Lock the user's row for this transaction (PostgreSQL; SQLite's writer lock does it
+    already); False when the user is gone."""
+    row = await conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+    return row.first() is not None
+
+
 class SqlAccountTokenRepository:
     def __init__(self, db: Database, invalidations: InvalidationLog) -> None:
         self._db = db
@@ -89,6 +98,11 @@ class SqlAccountTokenRepository:
         try:
             async with self._db.write() as conn:
                 if not await finish_item(conn, job):
+                    raise _NotLive
+                # The user's row first: two workers issuing for one user at once are
+                # serialised, so the later sees (and ends) the earlier's token; an UPDATE
+                # cannot see a row another transaction inserted and has not committed.
+                if not await _lock_user(conn, token.user_id):
                     raise _NotLive
                 await end_live_tokens(conn, token.user_id, token.purpose, token.created_at)
                 await conn.execute(
@@ -129,7 +143,7 @@ class SqlAccountTokenRepository:
         user_id = token.user.id
         try:
             async with self._db.write() as conn:
-                await _use(conn, token, now)
+                # The user's row before the token's (the order of every transaction here).
                 changed = await conn.execute(
                     sa.update(users)
                     .where(users.c.id == user_id, users.c.is_active.is_(True))
@@ -137,6 +151,7 @@ class SqlAccountTokenRepository:
                 )
                 if not changed.rowcount:
                     raise _NotLive
+                await _use(conn, token, now)
                 await end_live_tokens(conn, user_id, RESET, now)
                 # Whoever held a session (the reason to reset, often) is signed out.
                 await revoke_user_sessions(conn, user_id, now, "password_reset", None)
@@ -152,8 +167,8 @@ class SqlAccountTokenRepository:
             return False
         try:
             async with self._db.write() as conn:
-                await _use(conn, token, now)
-                # Still the address the token was mailed to? (NULL never matches.)
+                # Still the address the token was mailed to? (NULL never matches.) The
+                # user's row before the token's, as everywhere here.
                 marked = await conn.execute(
                     sa.update(users)
                     .where(users.c.id == user_id, users.c.email_canonical == token.email)
@@ -161,6 +176,7 @@ class SqlAccountTokenRepository:
                 )
                 if not marked.rowcount:
                     raise _NotLive
+                await _use(conn, token, now)
                 await self._log.record(conn, [user_id], now)
         except _NotLive:
             return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import secrets
@@ -274,8 +275,12 @@ class SqlAuditRecorder:
         self._queue.append(prepared)
         if self._task is None and not self._closed:
             # Without a running loop (a synchronous caller), flush or close writes them.
+            # A context of its own: the writer serves no request, so its log lines must not
+            # carry the request id of whichever request happened to queue first.
             with contextlib.suppress(RuntimeError):
-                self._task = asyncio.get_running_loop().create_task(self._drain())
+                self._task = asyncio.get_running_loop().create_task(
+                    self._drain(), context=contextvars.Context()
+                )
 
     def _note_dropped(self, count: int) -> None:
         before = self.dropped

@@ -196,16 +196,14 @@ class SqlUserRepository:
                 if new_address:
                     held = (
                         await conn.execute(
-                            sa.select(users.c.email_canonical)
+                            sa.select(users.c.email, users.c.email_canonical)
                             .where(users.c.id == user_id)
                             .with_for_update()
                         )
                     ).first()
                     if held is None:
                         return None
-                    if held.email_canonical is None or (
-                        held.email_canonical != values["email_canonical"]
-                    ):
+                    if not _same_address(held, values["email"], values["email_canonical"]):
                         # Another address: not verified, and reset links mailed to the
                         # old one stop working. The same address keeps its verification.
                         values["email_verified"] = False
@@ -237,13 +235,15 @@ class SqlUserRepository:
         *,
         revoke_sessions_except: UUID | None = None,
         revoke_sessions: bool = False,
+        replacing: str | None = None,
     ) -> None:
+        change = sa.update(users).where(users.c.id == user_id)
+        if replacing is not None:
+            # A re-hash replaces only the hash it was computed from: a password changed
+            # or reset meanwhile is never put back.
+            change = change.where(users.c.password_hash == replacing)
         async with self._db.write() as conn:
-            await conn.execute(
-                sa.update(users)
-                .where(users.c.id == user_id)
-                .values(password_hash=password_hash, updated_at=now)
-            )
+            await conn.execute(change.values(password_hash=password_hash, updated_at=now))
             if revoke_sessions:
                 await revoke_user_sessions(
                     conn, user_id, now, "password_changed", revoke_sessions_except
@@ -283,6 +283,18 @@ class SqlUserRepository:
             await self._log.record(conn, [user_id], now)
         self._log.publish([user_id])
         return bool(result.rowcount)
+
+
+def _same_address(held: Any, email: str | None, email_canonical: str | None) -> bool:
+    """Whether a user's new address is the one held, in other letter case at most.
+
+    The canonical forms must match (the claim on the address stays), and so must the
+    texts up to case: case folding alone also joins different mailboxes (`straße.de` and
+    `strasse.de` are two domains), whose verification must not carry over.
+    """
+    if email is None or held.email is None or held.email_canonical is None:
+        return False
+    return bool(held.email_canonical == email_canonical and held.email.lower() == email.lower())
 
 
 async def _find(conn: Connection, user_id: UUID) -> User | None:

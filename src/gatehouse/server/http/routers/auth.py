@@ -32,8 +32,11 @@ async def register(body: RegisterRequest, request: Request, services: ServicesDe
 
     Every attempt counts toward the address's registration limit (taken names included,
     so the 409 cannot be used to enumerate names quickly): past it, 429 `rate_limited`.
+    An address refused for its failed credential attempts is refused here too.
     """
-    await services.guard.registration(client_ip(request))
+    ip = client_ip(request)
+    await services.guard.check_address(ip)
+    await services.guard.registration(ip)
     user = await services.accounts.register(body.username, body.password, email=body.email)
     return UserOut.of(user)
 

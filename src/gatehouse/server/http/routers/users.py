@@ -38,17 +38,20 @@ async def update_me(
     of another account answers 409 `email_taken`.
 
     A sent password is a credential attempt: a wrong one counts toward the address's
-    failed attempts and the name's lockout, as on /users/me/password.
+    failed attempts and the name's lockout, as on /users/me/password. Each request that
+    sets an address counts toward the registration limit (429 `rate_limited` past it).
     """
     clear = "email" in body.model_fields_set and body.email is None
+    if body.email is not None:
+        # A taken address answers 409: setting one is held to the registration limit of
+        # the client address, as registering is, so addresses cannot be probed quickly.
+        await services.guard.registration(client_ip(request))
     if body.current_password is None:
         updated = await services.accounts.update_profile(
             principal.user.id, email=body.email, clear_email=clear
         )
     else:
-        async with services.guard.attempt(
-            client_ip(request), account=principal.user.username_canonical
-        ):
+        async with services.accounts.password_attempt(client_ip(request), principal.user):
             updated = await services.accounts.update_profile(
                 principal.user.id,
                 email=body.email,
@@ -71,9 +74,7 @@ async def change_password(
     lockout (a stolen session must not become a way to guess the password): a locked name
     answers 429 `account_locked` here too.
     """
-    async with services.guard.attempt(
-        client_ip(request), account=principal.user.username_canonical
-    ):
+    async with services.accounts.password_attempt(client_ip(request), principal.user):
         await services.accounts.change_password(
             principal.user.id,
             body.current_password,
