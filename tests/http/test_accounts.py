@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 from uuid import UUID
 
 import bcrypt
@@ -14,7 +15,8 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from gatehouse.server.accounts.models import UserChanges
 from gatehouse.server.accounts.passwords import ARGON2_PROFILES
-from gatehouse.server.storage.tables import users
+from gatehouse.server.clock import ManualClock
+from gatehouse.server.storage.tables import sessions, users
 from gatehouse.server.wiring import Services
 from tests.http.helpers import PASSWORD, bearer, login, on_devices, register, signup
 
@@ -227,6 +229,56 @@ async def test_a_rehash_never_puts_back_a_password_changed_meanwhile(
         "/auth/login", json={"username": "legacy", "password": "imported password 1"}
     )
     assert refused.status_code == 401
+
+
+async def test_a_login_in_flight_when_the_password_changes_opens_no_session(
+    client: httpx.AsyncClient, services: Services, clock: ManualClock
+) -> None:
+    """A login checks the old password while its hash waits for a thread; the password is
+    changed (every session revoked) before the login opens its session. The login answers
+    401 and the user has no live session: the change locked out whoever knew the old
+    password, this login included."""
+    created = await register(client, "alice")
+    hasher = services.hasher
+    memory, iterations, lanes = ARGON2_PROFILES["test"]
+    argon2 = Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes)
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    blockers = [
+        loop.run_in_executor(hasher._pool, release.wait)
+        for _ in range(services.settings.hash_concurrency)
+    ]
+    in_flight = asyncio.ensure_future(
+        client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    )
+    try:
+        for _ in range(5000):  # until the login's hash waits in the pool (at most 5 s)
+            if hasher._pool._work_queue.qsize():
+                break
+            await asyncio.sleep(0.001)
+        clock.advance(timedelta(seconds=1))
+        await services.accounts._users.set_password_hash(
+            UUID(created["id"]),
+            argon2.hash("a changed password 2"),
+            clock.now(),
+            revoke_sessions=True,
+        )
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+    refused = await in_flight
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "invalid_credentials"
+    async with services.db.read() as conn:
+        live = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(sessions)
+                .where(sessions.c.user_id == UUID(created["id"]), sessions.c.revoked_at.is_(None))
+            )
+        ).scalar_one()
+    assert live == 0
+    await login(client, "alice", password="a changed password 2")
 
 
 async def test_two_registrations_of_one_name_at_once_make_one_account(

@@ -17,6 +17,11 @@ class SessionRepository(Protocol):
         self, session: Session, refresh_digest: bytes, cookie_digest: bytes | None = None
     ) -> None: ...
 
+    async def stands(self, session_id: UUID, *, user_as_of: datetime, now: datetime) -> bool:
+        """Whether a session just created is live and its user still as it was read
+        (`updated_at` equal to `user_as_of`, active); if not, the session is revoked."""
+        ...
+
     async def find_cookie_session(
         self, cookie_digest: bytes, *, now: datetime
     ) -> tuple[User, Session] | None:

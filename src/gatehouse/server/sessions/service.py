@@ -21,6 +21,7 @@ from gatehouse.server.audit.models import Actor, AuditEvent, AuditRecorder, Outc
 from gatehouse.server.clock import Clock
 from gatehouse.server.errors import (
     InvalidAccessTokenError,
+    InvalidCredentialsError,
     InvalidGrantError,
     NotFoundError,
 )
@@ -91,11 +92,27 @@ class SessionService:
         self._retention = retention_seconds
 
     async def open(self, user: User, client: ClientInfo) -> TokenPair:
-        """Start a session for a freshly authenticated user and return its first pair."""
+        """Start a session for a freshly authenticated user and return its first pair.
+
+        Raises:
+            InvalidCredentialsError: the user changed (a password reset or change, a
+                deactivation) after it was authenticated: the session is not opened.
+        """
         refresh_token, digest = self._opaque.new(REFRESH_TOKEN_PREFIX)
         session = self._new_session(user, client)
         await self._sessions.create(session, digest)
+        await self._confirm(user, session)
         return await self._pair(user, session.id, refresh_token)
+
+    async def _confirm(self, user: User, session: Session) -> None:
+        # A login checked the password it read; a reset that committed between that read
+        # and the insert revoked the sessions there were then, not this one. So the new
+        # session stands only if the user is still as read.
+        stands = await self._sessions.stands(
+            session.id, user_as_of=user.updated_at, now=self._clock.now()
+        )
+        if not stands:
+            raise InvalidCredentialsError
 
     async def open_cookie(self, user: User, client: ClientInfo) -> CookieLogin:
         """Start a browser session: a fresh id and cookie every time (no fixation), on the
@@ -104,6 +121,7 @@ class SessionService:
         _, unusable_refresh = self._opaque.new(REFRESH_TOKEN_PREFIX)
         session = self._new_session(user, client)
         await self._sessions.create(session, unusable_refresh, cookie_digest)
+        await self._confirm(user, session)
         return CookieLogin(session=session, cookie=cookie, csrf_token=self.csrf_token(session.id))
 
     async def authenticate_cookie(self, cookie: str) -> Principal:

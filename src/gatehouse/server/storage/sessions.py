@@ -56,6 +56,12 @@ def _session_with_user() -> sa.Select[Any]:
 # The statements of login and refresh, built once: constructing a statement per call costs
 # more CPU than SQLite takes to run it.
 _INSERT_SESSION = sa.insert(sessions)
+# What a session just opened stands on: its own revocation and its user as read.
+_SESSION_STANDING = (
+    sa.select(sessions.c.revoked_at, users.c.updated_at, users.c.is_active)
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(sessions.c.id == sa.bindparam("sid", type_=sessions.c.id.type))
+)
 _SESSION_BY_REFRESH = _session_with_user().where(
     sessions.c.refresh_digest == sa.bindparam("digest")
 )
@@ -174,6 +180,24 @@ class SqlSessionRepository:
         }
         async with self._db.write() as conn:
             await conn.execute(_INSERT_SESSION, row)
+
+    async def stands(self, session_id: UUID, *, user_as_of: datetime, now: datetime) -> bool:
+        # Read after the insert committed: a change of the user committed before this read
+        # is seen here, and one committed after it finds the session and revokes it itself.
+        async with self._db.read() as conn:
+            row = (await conn.execute(_SESSION_STANDING, {"sid": session_id})).first()
+        if row is None:
+            return False
+        if row.revoked_at is None and row.is_active and row.updated_at == user_as_of:
+            return True
+        if row.revoked_at is None:
+            async with self._db.write() as conn:
+                await conn.execute(
+                    sa.update(sessions)
+                    .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason="user_changed")
+                )
+        return False
 
     async def find_by_refresh(self, digest: bytes) -> RefreshLookup | None:
         params = {"digest": digest}

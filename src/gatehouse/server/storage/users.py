@@ -238,12 +238,17 @@ class SqlUserRepository:
         replacing: str | None = None,
     ) -> None:
         change = sa.update(users).where(users.c.id == user_id)
-        if replacing is not None:
-            # A re-hash replaces only the hash it was computed from: a password changed
-            # or reset meanwhile is never put back.
-            change = change.where(users.c.password_hash == replacing)
+        if replacing is None:
+            change = change.values(password_hash=password_hash, updated_at=now)
+        else:
+            # A re-hash replaces only the hash it was computed from (a password changed or
+            # reset meanwhile is never put back), and is no change of the user: the login
+            # that made it opens its session on the user as read (SessionService.open).
+            change = change.where(users.c.password_hash == replacing).values(
+                password_hash=password_hash
+            )
         async with self._db.write() as conn:
-            await conn.execute(change.values(password_hash=password_hash, updated_at=now))
+            await conn.execute(change)
             if revoke_sessions:
                 await revoke_user_sessions(
                     conn, user_id, now, "password_changed", revoke_sessions_except
