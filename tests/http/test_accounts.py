@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from uuid import UUID
 
@@ -181,6 +183,45 @@ async def test_bcrypt_hash_is_verified_and_upgraded_to_argon2id(
     assert user["username"] == "legacy"
 
 
+def argon2_hash(password: str) -> str:
+    """A hash of `password` as the test profile makes it, without the (held) hasher."""
+    memory, iterations, lanes = ARGON2_PROFILES["test"]
+    return Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes).hash(password)
+
+
+@asynccontextmanager
+async def hashing_held(services: Services) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Every hashing thread is held until the block ends. Yields `queued()`, which returns
+    once a request's hash waits in the pool (at most 5 s)."""
+    release = threading.Event()
+    pool = services.hasher._pool
+    loop = asyncio.get_running_loop()
+    blockers = [
+        loop.run_in_executor(pool, release.wait) for _ in range(services.settings.hash_concurrency)
+    ]
+
+    async def queued() -> None:
+        for _ in range(5000):
+            if pool._work_queue.qsize():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("no hash was queued within 5 s")
+
+    try:
+        yield queued
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+
+
+async def _stored_hash(services: Services, username: str) -> str:
+    async with services.db.read() as conn:
+        stored: str = (
+            await conn.execute(sa.select(users.c.password_hash).where(users.c.username == username))
+        ).scalar_one()
+    return stored
+
+
 async def test_a_rehash_never_puts_back_a_password_changed_meanwhile(
     client: httpx.AsyncClient, services: Services
 ) -> None:
@@ -193,42 +234,19 @@ async def test_a_rehash_never_puts_back_a_password_changed_meanwhile(
         await conn.execute(
             sa.update(users).where(users.c.username == "legacy").values(password_hash=old_hash)
         )
-    hasher = services.hasher
-    memory, iterations, lanes = ARGON2_PROFILES["test"]
-    argon2 = Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes)
-    new_hash = argon2.hash("a changed password 2")
-    release = threading.Event()
-    loop = asyncio.get_running_loop()
-    blockers = [
-        loop.run_in_executor(hasher._pool, release.wait)
-        for _ in range(services.settings.hash_concurrency)
-    ]
-    old_login = asyncio.ensure_future(
-        client.post("/auth/login", json={"username": "legacy", "password": "imported password 1"})
-    )
-    try:
-        for _ in range(5000):  # until the login's hash waits in the pool (at most 5 s)
-            if hasher._pool._work_queue.qsize():
-                break
-            await asyncio.sleep(0.001)
+    new_hash = argon2_hash("a changed password 2")
+    old = {"username": "legacy", "password": "imported password 1"}
+    async with hashing_held(services) as queued:
+        old_login = asyncio.ensure_future(client.post("/auth/login", json=old))
+        await queued()
         async with services.db.write() as conn:  # the change commits first
             await conn.execute(
                 sa.update(users).where(users.c.username == "legacy").values(password_hash=new_hash)
             )
-    finally:
-        release.set()
-        await asyncio.gather(*blockers)
     assert (await old_login).status_code == 200
-    async with services.db.read() as conn:
-        stored = (
-            await conn.execute(sa.select(users.c.password_hash).where(users.c.username == "legacy"))
-        ).scalar_one()
-    assert stored == new_hash
+    assert await _stored_hash(services, "legacy") == new_hash
     await login(client, "legacy", password="a changed password 2")
-    refused = await client.post(
-        "/auth/login", json={"username": "legacy", "password": "imported password 1"}
-    )
-    assert refused.status_code == 401
+    assert (await client.post("/auth/login", json=old)).status_code == 401
 
 
 async def test_a_login_in_flight_when_the_password_changes_opens_no_session(
@@ -238,34 +256,16 @@ async def test_a_login_in_flight_when_the_password_changes_opens_no_session(
     changed (every session revoked) before the login opens its session. The login answers
     401 and the user has no live session: the change locked out whoever knew the old
     password, this login included."""
-    created = await register(client, "alice")
-    hasher = services.hasher
-    memory, iterations, lanes = ARGON2_PROFILES["test"]
-    argon2 = Argon2Hasher(memory_cost=memory, time_cost=iterations, parallelism=lanes)
-    release = threading.Event()
-    loop = asyncio.get_running_loop()
-    blockers = [
-        loop.run_in_executor(hasher._pool, release.wait)
-        for _ in range(services.settings.hash_concurrency)
-    ]
-    in_flight = asyncio.ensure_future(
-        client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
-    )
-    try:
-        for _ in range(5000):  # until the login's hash waits in the pool (at most 5 s)
-            if hasher._pool._work_queue.qsize():
-                break
-            await asyncio.sleep(0.001)
+    user_id = UUID((await register(client, "alice"))["id"])
+    async with hashing_held(services) as queued:
+        in_flight = asyncio.ensure_future(
+            client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+        )
+        await queued()
         clock.advance(timedelta(seconds=1))
         await services.accounts._users.set_password_hash(
-            UUID(created["id"]),
-            argon2.hash("a changed password 2"),
-            clock.now(),
-            revoke_sessions=True,
+            user_id, argon2_hash("a changed password 2"), clock.now(), revoke_sessions=True
         )
-    finally:
-        release.set()
-        await asyncio.gather(*blockers)
     refused = await in_flight
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_credentials"
@@ -274,7 +274,7 @@ async def test_a_login_in_flight_when_the_password_changes_opens_no_session(
             await conn.execute(
                 sa.select(sa.func.count())
                 .select_from(sessions)
-                .where(sessions.c.user_id == UUID(created["id"]), sessions.c.revoked_at.is_(None))
+                .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
             )
         ).scalar_one()
     assert live == 0
