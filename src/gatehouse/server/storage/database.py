@@ -256,6 +256,9 @@ class _AsyncBackend:
             max_overflow=pool_size,
             pool_timeout=10,
             connect_args={"timeout": 5, "command_timeout": 15},
+            # Errors name the statement, never its values (hashes, digests, addresses):
+            # an unexpected error's log line must not carry them.
+            hide_parameters=True,
         )
 
     @asynccontextmanager
@@ -369,6 +372,7 @@ class _SqliteBackend:
             # Connections are made and used on the loop thread, but disposal and Alembic
             # may touch them from elsewhere; each is only ever used by one party at a time.
             connect_args={"check_same_thread": False},
+            hide_parameters=True,  # as on PostgreSQL: no values in error messages
         )
         event.listen(self._engine, "connect", _on_sqlite_connect)
         self._writer = asyncio.Lock()
