@@ -4,6 +4,7 @@ IPv6 /64 buckets, forwarding headers, parallel bursts, registrations, and Redis 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import socket
 import threading
@@ -29,7 +30,7 @@ from tests.http.helpers import PASSWORD, admin_pair, bearer
 
 HOME = "203.0.113.7"
 OTHER = "198.51.100.20"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("GATEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOCKOUT = {
     "lockout_threshold": 3,
     "lockout_base": timedelta(seconds=60),
