@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from gatehouse.server.accounts.emails import canonical_email
-from gatehouse.server.config import Settings
 from gatehouse.server.errors import InvalidEmailError
 from gatehouse.server.storage.tables import users
 from gatehouse.server.wiring import Services
 from tests.http.helpers import PASSWORD, admin_pair, bearer, login, register, signup
-from tests.http.mail import Mailbox, mail_settings, running_mailbox, token_in
+from tests.http.mail import Mailbox, token_in
+from tests.http.mail_fixtures import mail_settings_fixture, mailbox_fixture  # noqa: F401 - pytest fixtures
 
 EMAIL = "alice@example.com"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, mailbox: Mailbox) -> Settings:
-    return mail_settings(database_url, tmp_path, mailbox)
 
 
 async def _verified(client: httpx.AsyncClient, mailbox: Mailbox, pair: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -32,19 +32,14 @@ from tests.http.mail import (
     free_port,
     mail_settings,
     reset_mail,
-    running_mailbox,
     serving,
     text_of,
     token_in,
 )
+from tests.http.mail_fixtures import mailbox_fixture  # noqa: F401 - a pytest fixture
 
 EMAIL = "alice@example.com"
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
 
 
 async def _outbox_rows(services: Services) -> list[sa.Row[tuple[object, ...]]]:

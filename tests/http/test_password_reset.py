@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,23 +28,13 @@ from tests.http.mail import (
     link_in,
     mail_settings,
     reset_mail,
-    running_mailbox,
     serving,
     text_of,
 )
+from tests.http.mail_fixtures import mail_settings_fixture, mailbox_fixture  # noqa: F401 - pytest fixtures
 
 NEW_PASSWORD = "a brand new passphrase"
 EMAIL = "alice@example.com"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, mailbox: Mailbox) -> Settings:
-    return mail_settings(database_url, tmp_path, mailbox)
 
 
 async def _reset(

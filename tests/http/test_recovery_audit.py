@@ -3,30 +3,17 @@ changes; with the request's origin, and never a token or an address in any colum
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from gatehouse.server.config import Settings
 from gatehouse.server.wiring import Services
 from tests.http.helpers import PASSWORD, admin_pair, bearer, login, register
-from tests.http.mail import Mailbox, drained, mail_settings, reset_mail, running_mailbox, token_in
+from tests.http.mail import Mailbox, drained, reset_mail, token_in
+from tests.http.mail_fixtures import mail_settings_fixture, mailbox_fixture  # noqa: F401 - pytest fixtures
 from tests.http.trail import events, one, stored_text
 
 EMAIL = "alice@example.com"
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, mailbox: Mailbox) -> Settings:
-    return mail_settings(database_url, tmp_path, mailbox)
 
 
 async def test_a_reset_records_the_request_and_the_reset_with_the_requests_origin(

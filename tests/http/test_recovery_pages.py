@@ -9,31 +9,20 @@ import base64
 import hashlib
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gatehouse.server.clock import ManualClock
-from gatehouse.server.config import Settings
 from gatehouse.server.http.routers.pages import MESSAGES
 from tests.http.helpers import PASSWORD, bearer, login, register
-from tests.http.mail import Mailbox, mail_settings, reset_mail, running_mailbox, serving, token_in
+from tests.http.mail import Mailbox, mail_settings, reset_mail, serving, token_in
+from tests.http.mail_fixtures import mail_settings_fixture, mailbox_fixture  # noqa: F401 - pytest fixtures
 
 EMAIL = "alice@example.com"
 NEW_PASSWORD = "a brand new passphrase"
 SAME_ORIGIN = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, mailbox: Mailbox) -> Settings:
-    return mail_settings(database_url, tmp_path, mailbox)
 
 
 def _status(page: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import httpx
 import pytest
 
 from gatehouse.server.clock import ManualClock
-from gatehouse.server.config import Settings
 from gatehouse.server.wiring import Services
 from tests.http.helpers import PASSWORD, bearer, login, register, signup
 from tests.http.mail import (
@@ -19,23 +17,13 @@ from tests.http.mail import (
     link_in,
     mail_settings,
     reset_mail,
-    running_mailbox,
     serving,
     text_of,
     token_in,
 )
+from tests.http.mail_fixtures import mail_settings_fixture, mailbox_fixture  # noqa: F401 - pytest fixtures
 
 EMAIL = "alice@example.com"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    yield from running_mailbox()
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, mailbox: Mailbox) -> Settings:
-    return mail_settings(database_url, tmp_path, mailbox)
 
 
 async def _request(

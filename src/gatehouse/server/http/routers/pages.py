@@ -297,29 +297,21 @@ async def reset_submit(
     confirm_password: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     """The reset form posted without JavaScript: the outcome as a page."""
+
+    def refused(reason: str) -> HTMLResponse:
+        # The form again, with the reason: the link is still usable.
+        content = _form(
+            request, _RESET_FORM, kind="reset", token=token, status=reason, status_class="error"
+        )
+        return _render(_RESET_TITLE, content, 422)
+
     try:
         _check_form_origin(request, services)
         if new_password != confirm_password:
-            content = _form(
-                request,
-                _RESET_FORM,
-                kind="reset",
-                token=token,
-                status=MESSAGES["mismatch"],
-                status_class="error",
-            )
-            return _render(_RESET_TITLE, content, 422)
+            return refused(MESSAGES["mismatch"])
         await services.recovery.reset(token, new_password, ip=client_ip(request))
     except WeakPasswordError as exc:
-        content = _form(
-            request,
-            _RESET_FORM,
-            kind="reset",
-            token=token,
-            status=exc.message,
-            status_class="error",
-        )
-        return _render(_RESET_TITLE, content, 422)
+        return refused(exc.message)
     except GatehouseError as exc:
         return _failure(_RESET_TITLE, exc)
     return _outcome(_RESET_TITLE, MESSAGES["reset_done"], 200, done=True)
